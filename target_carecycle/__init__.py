@@ -1,0 +1,1 @@
+"""target-carecycle: a Singer target that uploads leads to careCycle."""

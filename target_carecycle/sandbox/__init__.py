@@ -1,0 +1,1 @@
+"""A local careCycle-compatible lead-upload API for demos, tests and benchmarks."""
