@@ -1,0 +1,5 @@
+import sys
+
+from target_carecycle.sandbox.cli import main
+
+sys.exit(main())
