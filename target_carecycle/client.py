@@ -1,0 +1,475 @@
+"""HTTP client for careCycle's lead upload: session, auth, pacing, retries, error classification.
+
+Everything that touches the network lives here. The client never logs or raises with the API
+key or with lead field values: server messages are scrubbed of the values that were sent.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import backoff
+import requests
+
+from target_carecycle.serialization import dumps_json
+
+UPLOAD_PATH = "/v2/leads/upload"
+MAX_BATCH_SIZE = 200
+MAX_RATE_LIMIT_WAITS = 50
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+logger = logging.getLogger("target-carecycle.client")
+
+
+class CareCycleError(Exception):
+    """A delivery problem; the message is safe to print (no key, no personal data)."""
+
+
+class FatalApiError(CareCycleError):
+    """careCycle gave an answer that retrying cannot fix (bad key, wrong URL, other 4xx)."""
+
+
+class DeliveryFailed(CareCycleError):
+    """A batch could not be delivered within the retry budget."""
+
+
+class UploadInterrupted(CareCycleError):
+    """The run was asked to stop before the batch was delivered."""
+
+
+class _Transient(Exception):
+    """A failure worth retrying (5xx, timeout, dropped connection)."""
+
+
+class _RateLimited(Exception):
+    """A 429 answer, with the wait careCycle asked for (None when it named none)."""
+
+    def __init__(self, retry_after: float | None) -> None:
+        super().__init__("rate limited")
+        self.retry_after = retry_after
+
+
+def check_api_url(api_url: str) -> str | None:
+    """Return why `api_url` is unusable, or None when it is fine.
+
+    https is required, except plain http to a loopback host (the local sandbox).
+    """
+    parts = urlsplit(api_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "must be an http(s) URL such as https://api.carecycle.ai"
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        return "must use https (plain http is accepted only for localhost / 127.0.0.1)"
+    return None
+
+
+def _is_loopback(host: str) -> bool:
+    return host in LOOPBACK_HOSTS or host.startswith("127.")
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """How to reach careCycle. The key is kept out of repr()."""
+
+    api_url: str
+    api_key: str = field(repr=False)
+    request_timeout: float = 30.0
+    max_retries: int = 8
+    max_requests_per_minute: int = 60
+    max_concurrent_requests: int = 4
+    backoff_base: float = 1.0
+    backoff_max: float = 60.0
+
+    @property
+    def upload_url(self) -> str:
+        """Full URL of the upload endpoint."""
+        return self.api_url.rstrip("/") + UPLOAD_PATH
+
+
+@dataclass
+class BatchResult:
+    """What careCycle did with one batch, by position in the batch."""
+
+    ids: dict[int, str | None] = field(default_factory=dict)
+    failures: dict[int, str] = field(default_factory=dict)
+    requests: int = 0
+
+
+class RequestPacer:
+    """Spaces request starts so a key stays under its per-minute budget (thread-safe).
+
+    A 429 holds every sender back for the time careCycle asks and slows the pace; each
+    success brings the pace back towards the configured budget.
+    """
+
+    def __init__(self, per_minute: int, stop: threading.Event) -> None:
+        self._base_interval = 60.0 / per_minute if per_minute > 0 else 0.0
+        self._interval = self._base_interval
+        self._next_start = 0.0
+        self._lock = threading.Lock()
+        self._stop = stop
+
+    @property
+    def interval(self) -> float:
+        """Seconds between request starts at the current pace."""
+        return self._interval
+
+    def wait_turn(self) -> None:
+        """Block until this caller may start a request."""
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next_start)
+            self._next_start = start + self._interval
+        _sleep(start - now, self._stop)
+
+    def hold_off(self, seconds: float) -> None:
+        """Make every sender wait `seconds` from now, and slow the pace down."""
+        with self._lock:
+            self._next_start = max(self._next_start, time.monotonic() + seconds)
+            slower = max(self._interval * 1.5, self._base_interval, 0.05)
+            self._interval = min(slower, 60.0)
+
+    def note_success(self) -> None:
+        """Recover a little of the pace lost to 429s."""
+        if self._interval > self._base_interval:
+            with self._lock:
+                self._interval = max(self._base_interval, self._interval * 0.95)
+
+
+def _sleep(seconds: float, stop: threading.Event) -> None:
+    if seconds > 0 and stop.wait(seconds):
+        raise UploadInterrupted("stopped while waiting to send")
+
+
+class LeadUploadClient:
+    """Posts batches of leads to careCycle, riding out 429s and transient failures."""
+
+    def __init__(self, settings: ClientSettings, stop: threading.Event | None = None) -> None:
+        self.settings = settings
+        self.stop = stop or threading.Event()
+        self.pacer = RequestPacer(settings.max_requests_per_minute, self.stop)
+        self._local = threading.local()
+        self.requests_sent = 0
+        self._count_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"LeadUploadClient(api_url={self.settings.api_url!r})"
+
+    def _session(self) -> requests.Session:
+        session: requests.Session | None = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            session.headers.update(
+                {
+                    "x-api-key": self.settings.api_key,
+                    "Content-Type": "application/json",
+                    "Accept": "application/json",
+                    "User-Agent": "target-carecycle",
+                }
+            )
+            self._local.session = session
+        return session
+
+    def upload(self, leads: Sequence[Mapping[str, Any]]) -> BatchResult:
+        """Deliver one batch; records careCycle refuses are reported, the rest resent.
+
+        A VALIDATION_ERROR answer rejects the whole request: the records it names are
+        removed (with careCycle's reasons) and the others are sent again.
+        """
+        result = BatchResult()
+        pending = list(range(len(leads)))
+        while pending:
+            body = [leads[i] for i in pending]
+            answer = self._send_with_retries(body)
+            result.requests += 1
+            if answer.get("code") == "VALIDATION_ERROR":
+                bad = _validation_failures(answer, body)
+                if not bad:
+                    reason = "careCycle VALIDATION_ERROR without record positions"
+                    result.failures.update(dict.fromkeys(pending, reason))
+                    return result
+                result.failures.update({pending[pos]: why for pos, why in bad.items()})
+                pending = [p for pos, p in enumerate(pending) if pos not in bad]
+                continue
+            _read_success(answer, body, pending, result)
+            return result
+        return result
+
+    def _send_with_retries(self, body: list[Mapping[str, Any]]) -> dict[str, Any]:
+        """POST once per attempt: waits out 429s, retries transient failures with backoff."""
+        payload = dumps_json({"records": body})
+        delays = _backoff_delays(self.settings)
+        rate_waits = 0
+        attempt = 0
+        while True:
+            if self.stop.is_set():
+                raise UploadInterrupted("stopped before the batch was sent")
+            self.pacer.wait_turn()
+            attempt += 1
+            try:
+                answer = self._post(payload, body)
+            except _RateLimited as limited:
+                rate_waits += 1
+                if rate_waits > MAX_RATE_LIMIT_WAITS:
+                    raise DeliveryFailed(
+                        f"careCycle kept answering 429 after {MAX_RATE_LIMIT_WAITS} waits"
+                    ) from None
+                wait = limited.retry_after if limited.retry_after is not None else next(delays)
+                logger.warning("careCycle rate limit hit (429): waiting %.1f s", wait)
+                self.pacer.hold_off(wait)
+                continue
+            except _Transient as problem:
+                if attempt > self.settings.max_retries:
+                    raise DeliveryFailed(
+                        f"careCycle upload failed after {attempt} attempts: {problem}"
+                    ) from None
+                wait = next(delays)
+                logger.warning(
+                    "Upload attempt %d failed (%s); retrying in %.1f s", attempt, problem, wait
+                )
+                _sleep(wait, self.stop)
+                continue
+            self.pacer.note_success()
+            return answer
+
+    def _post(self, payload: bytes, body: list[Mapping[str, Any]]) -> dict[str, Any]:
+        url = self.settings.upload_url
+        try:
+            response = self._session().post(
+                url, data=payload, timeout=self.settings.request_timeout, allow_redirects=False
+            )
+        except requests.Timeout:
+            raise _Transient(f"no answer within {self.settings.request_timeout:g} s") from None
+        except requests.ConnectionError as exc:
+            raise _Transient(f"connection failed ({type(exc).__name__})") from None
+        with self._count_lock:
+            self.requests_sent += 1
+        return _classify(response, url, body)
+
+
+def _backoff_delays(settings: ClientSettings) -> Iterator[float]:
+    """Exponential waits with full jitter, from the `backoff` library's generators."""
+    gen = backoff.expo(base=2, factor=settings.backoff_base, max_value=settings.backoff_max)
+    for value in gen:
+        if value:  # versions differ in what they yield first (None or 0): skip it
+            yield backoff.full_jitter(value)
+
+
+def _classify(
+    response: requests.Response, url: str, body: list[Mapping[str, Any]]
+) -> dict[str, Any]:
+    """Return the JSON body of a usable answer (2xx or VALIDATION_ERROR), else raise."""
+    status = response.status_code
+    answer = _json_body(response)
+    code = str(answer.get("code") or "")
+    if code == "VALIDATION_ERROR" or 200 <= status < 300:
+        return answer
+    if status == 429:
+        raise _RateLimited(_retry_after(answer, response.headers))
+    if status >= 500:
+        raise _Transient(f"HTTP {status} {code}".strip())
+    if status in (401, 403):
+        raise FatalApiError(f"careCycle refused the API key (HTTP {status}): check api_key")
+    if status == 404:
+        raise FatalApiError(f"careCycle answered 404 NOT_FOUND for POST {url}: check api_url")
+    if 300 <= status < 400:
+        where = response.headers.get("Location", "?")
+        raise FatalApiError(f"careCycle redirected POST {url} to {where}: check api_url")
+    message = _scrub(str(answer.get("message") or ""), body)[:200]
+    raise FatalApiError(f"careCycle refused the upload (HTTP {status} {code}): {message}".strip())
+
+
+def _json_body(response: requests.Response) -> dict[str, Any]:
+    try:
+        answer = response.json()
+    except ValueError:
+        return {}
+    return answer if isinstance(answer, dict) else {}
+
+
+def _retry_after(answer: Mapping[str, Any], headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait from the body's `retryAfter` or the `Retry-After` header."""
+    for raw in (answer.get("retryAfter"), headers.get("Retry-After")):
+        try:
+            seconds = float(raw)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(seconds) and seconds >= 0:
+            return min(seconds, 600.0)
+    return None
+
+
+def _validation_failures(
+    answer: Mapping[str, Any], body: list[Mapping[str, Any]]
+) -> dict[int, str]:
+    """Map positions named by a VALIDATION_ERROR answer to careCycle's reasons."""
+    messages: dict[int, list[str]] = {}
+    for error in _dicts(answer.get("errors")):
+        path = error.get("path")
+        if isinstance(path, list) and len(path) >= 2 and isinstance(path[1], int):
+            where = ".".join(str(p) for p in path[2:]) or "record"
+            text = _scrub(str(error.get("message") or error.get("code") or "invalid"), body)
+            messages.setdefault(path[1], []).append(f"{where}: {text}")
+    positions = {
+        item["index"]
+        for item in _dicts(answer.get("failedRecords"))
+        if isinstance(item.get("index"), int) and 0 <= item["index"] < len(body)
+    }
+    positions |= {pos for pos in messages if 0 <= pos < len(body)}
+    return {
+        pos: "careCycle validation: " + "; ".join(messages.get(pos, ["record refused"]))
+        for pos in positions
+    }
+
+
+def _read_success(
+    answer: Mapping[str, Any],
+    body: list[Mapping[str, Any]],
+    pending: list[int],
+    result: BatchResult,
+) -> None:
+    """Record a 200: `errors` items (matched by externalId) failed, every other lead succeeded."""
+    position_by_id = {lead.get("externalId"): pos for pos, lead in enumerate(body)}
+    unmatched = 0
+    for error in _dicts(answer.get("errors")):
+        pos = position_by_id.get(error.get("externalId"))
+        if pos is None:
+            unmatched += 1
+            continue
+        text = _scrub(str(error.get("error") or "refused"), body)
+        result.failures[pending[pos]] = f"careCycle: {text}"
+    if unmatched:
+        logger.warning("careCycle reported %d errors that match no externalId sent", unmatched)
+    ids = {item.get("externalId"): item.get("id") for item in _dicts(answer.get("results"))}
+    for pos, lead in enumerate(body):
+        index = pending[pos]
+        if index not in result.failures:
+            found = ids.get(lead.get("externalId"))
+            result.ids[index] = str(found) if found is not None else None
+
+
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
+def _scrub(text: str, body: list[Mapping[str, Any]]) -> str:
+    """Remove any personal value that was sent from a server message."""
+    for lead in body:
+        for name, value in lead.items():
+            if name in _SCRUB_FIELDS and isinstance(value, str) and len(value) >= 3:
+                text = text.replace(value, "<value>")
+    return text
+
+
+_SCRUB_FIELDS = frozenset(
+    {
+        "phoneNumber",
+        "firstName",
+        "lastName",
+        "email",
+        "dateOfBirth",
+        "address",
+        "address2",
+        "mbiNumber",
+        "medicaidNumber",
+        "vaNumber",
+        "postalCode",
+        "city",
+    }
+)
+
+
+@dataclass
+class _Job:
+    future: Future[BatchResult]
+    external_ids: frozenset[str]
+    on_done: Callable[[BatchResult], None]
+    on_lost: Callable[[], None]
+
+
+class UploadDispatcher:
+    """Keeps up to `max_concurrent_requests` batches in flight inside the pacing budget.
+
+    Results are handed back on the caller's thread (`submit`, `wait_all`), so outcome
+    bookkeeping needs no locks. A batch sharing an externalId with one in flight waits for it,
+    so the newer version of a lead always arrives last.
+    """
+
+    def __init__(self, client: LeadUploadClient) -> None:
+        self.client = client
+        self._limit = max(1, client.settings.max_concurrent_requests)
+        self._pool = ThreadPoolExecutor(self._limit, thread_name_prefix="carecycle-upload")
+        self._jobs: list[_Job] = []
+
+    def submit(
+        self,
+        leads: Sequence[Mapping[str, Any]],
+        on_done: Callable[[BatchResult], None],
+        on_lost: Callable[[], None],
+    ) -> None:
+        """Queue a batch; blocks while the in-flight limit is reached or an ID conflicts.
+
+        `on_done` gets the batch's result; `on_lost` runs instead when it was not delivered.
+        """
+        ids = frozenset(str(lead.get("externalId")) for lead in leads)
+        for job in [j for j in self._jobs if j.external_ids & ids]:
+            self._finish(job)
+        self._reap(block_until_below=self._limit)
+        future = self._pool.submit(self.client.upload, leads)
+        self._jobs.append(_Job(future, ids, on_done, on_lost))
+
+    def wait_all(self) -> None:
+        """Block until every submitted batch is delivered (or raise its error)."""
+        self._reap(block_until_below=1)
+
+    @property
+    def in_flight(self) -> int:
+        """Batches submitted and not yet handed back."""
+        return len(self._jobs)
+
+    def _reap(self, block_until_below: int) -> None:
+        for job in [j for j in self._jobs if j.future.done()]:
+            self._finish(job)
+        while len(self._jobs) >= block_until_below:
+            self._finish(self._jobs[0])
+
+    def settle(self) -> None:
+        """After a stop: hand back every batch still in flight, delivered or lost."""
+        for job in list(self._jobs):
+            try:
+                self._finish(job)
+            except Exception:  # noqa: BLE001, S112 - on_lost has accounted for it
+                continue
+
+    def _finish(self, job: _Job) -> None:
+        error = job.future.exception()  # waits; a signal raised here leaves the job queued
+        self._jobs.remove(job)
+        if error is not None:
+            job.on_lost()
+            raise error
+        job.on_done(job.future.result())
+
+    def close(self) -> None:
+        """Stop the worker threads (waits for requests already on the wire)."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+__all__ = [
+    "BatchResult",
+    "CareCycleError",
+    "ClientSettings",
+    "DeliveryFailed",
+    "FatalApiError",
+    "LeadUploadClient",
+    "RequestPacer",
+    "UploadDispatcher",
+    "UploadInterrupted",
+    "check_api_url",
+]

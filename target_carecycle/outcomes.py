@@ -1,0 +1,304 @@
+"""The account of every record: counters, metrics, the reject and results files, the summary.
+
+Every record the target receives ends in exactly one outcome, per stream:
+received = succeeded + failed + rejected + merged + skipped + unsent (unsent only when a run
+stops early). Logs name a record by stream, position and externalId, never by personal data.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from singer_sdk import metrics
+
+from target_carecycle.serialization import dumps_json
+
+OUTCOMES = ("succeeded", "failed", "rejected", "merged", "skipped", "unsent")
+PROGRESS_INTERVAL_SECONDS = 30.0
+
+logger = logging.getLogger("target-carecycle.outcomes")
+
+
+class TooManyRecordErrors(Exception):
+    """More records failed or were rejected than `max_record_errors` allows."""
+
+
+@dataclass
+class StreamTally:
+    """Counts for one stream in this run."""
+
+    received: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    rejected: int = 0
+    merged: int = 0
+    skipped: int = 0
+    unsent: int = 0
+    omitted: Counter[str] = field(default_factory=Counter)
+    reasons: Counter[str] = field(default_factory=Counter)
+
+    def as_state(self) -> dict[str, int]:
+        """Counts for the state message (never per-record detail)."""
+        counts = {"received": self.received}
+        counts.update({name: getattr(self, name) for name in OUTCOMES})
+        return counts
+
+    @property
+    def pending(self) -> int:
+        """Records received that have no outcome yet (in a batch or in flight)."""
+        return self.received - sum(getattr(self, name) for name in OUTCOMES)
+
+
+class _JsonlFile:
+    """A JSONL file created (or truncated) for this run with mode 0600."""
+
+    def __init__(self, path: str) -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)
+        self._file: IO[bytes] = os.fdopen(fd, "wb")
+
+    def write(self, item: Mapping[str, Any]) -> None:
+        self._file.write(dumps_json(item) + b"\n")
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class RunOutcomes:
+    """Collects what happened to every record, and reports it."""
+
+    def __init__(
+        self,
+        *,
+        reject_file: str | None = None,
+        results_file: str | None = None,
+        max_record_errors: int | None = None,
+        dry_run: bool = False,
+    ) -> None:
+        self.tallies: dict[str, StreamTally] = {}
+        self.dry_run = dry_run
+        self.max_record_errors = max_record_errors
+        self._rejects = _JsonlFile(reject_file) if reject_file else None
+        self._results = _JsonlFile(results_file) if results_file and not dry_run else None
+        self._counters: dict[tuple[str, str], metrics.Counter] = {}
+        self._started = time.monotonic()
+        self._last_progress = self._started
+        self.errors = 0
+        self.requests = 0
+
+    def tally(self, stream: str) -> StreamTally:
+        """The counts for `stream` (created on first use)."""
+        found = self.tallies.get(stream)
+        if found is None:
+            found = self.tallies[stream] = StreamTally()
+        return found
+
+    def received(self, stream: str) -> None:
+        """A record arrived on `stream`."""
+        self.tally(stream).received += 1
+
+    def skipped(self, stream: str) -> None:
+        """A record of a disabled stream was ignored."""
+        self.tally(stream).skipped += 1
+        self._count(stream, "skipped")
+
+    def merged(self, stream: str, position: int, external_id: str) -> None:
+        """An earlier lead with the same externalId in the batch was replaced by a later one."""
+        self.tally(stream).merged += 1
+        self._count(stream, "merged")
+        logger.info(
+            "Merged: stream=%s position=%d externalId=%s (a later record has the same externalId)",
+            stream,
+            position,
+            external_id,
+        )
+
+    def omitted(self, stream: str, fields: Iterable[str]) -> None:
+        """Optional values that could not be normalised were left out of a lead."""
+        self.tally(stream).omitted.update(fields)
+
+    def rejected(
+        self, stream: str, position: int, external_id: str | None, reason: str, record: Any
+    ) -> None:
+        """A record was refused locally and never sent."""
+        self.tally(stream).rejected += 1
+        self._refused("rejected", stream, position, external_id, reason, record)
+
+    def failed(
+        self, stream: str, position: int, external_id: str | None, reason: str, record: Any
+    ) -> None:
+        """careCycle refused a lead."""
+        self.tally(stream).failed += 1
+        self._refused("failed", stream, position, external_id, reason, record)
+
+    def succeeded(self, stream: str, external_id: str, carecycle_id: str | None) -> None:
+        """careCycle accepted a lead (or, in a dry run, it would have been sent)."""
+        self.tally(stream).succeeded += 1
+        self._count(stream, "succeeded")
+        if self._results is not None:
+            self._results.write({"stream": stream, "externalId": external_id, "id": carecycle_id})
+
+    def unsent(self, stream: str, count: int) -> None:
+        """Leads that were never delivered because the run stopped early."""
+        if count:
+            self.tally(stream).unsent += count
+            self._count(stream, "unsent", count)
+
+    def _refused(
+        self,
+        status: str,
+        stream: str,
+        position: int,
+        external_id: str | None,
+        reason: str,
+        record: Any,
+    ) -> None:
+        tally = self.tally(stream)
+        tally.reasons[reason] += 1
+        self._count(stream, status)
+        self.errors += 1
+        logger.warning(
+            "Lead %s: stream=%s position=%d externalId=%s reason=%s",
+            status,
+            stream,
+            position,
+            external_id,
+            reason,
+        )
+        if self._rejects is not None:
+            self._rejects.write(
+                {
+                    "stream": stream,
+                    "position": position,
+                    "externalId": external_id,
+                    "status": status,
+                    "reason": reason,
+                    "record": record,
+                }
+            )
+
+    def check_error_limit(self) -> None:
+        """Raise TooManyRecordErrors once failed + rejected exceeds `max_record_errors`."""
+        if self.max_record_errors is not None and self.errors > self.max_record_errors:
+            raise TooManyRecordErrors(
+                f"{self.errors} records failed or were rejected, more than "
+                f"max_record_errors={self.max_record_errors}: stopping"
+            )
+
+    def _count(self, stream: str, outcome: str, value: int = 1) -> None:
+        counter = self._counters.get((stream, outcome))
+        if counter is None:
+            counter = metrics.record_counter(stream, outcome=outcome)
+            self._counters[(stream, outcome)] = counter
+        counter.increment(value)
+
+    def all_settled(self) -> bool:
+        """True when every record received has an outcome and none went unsent."""
+        return all(t.pending == 0 and t.unsent == 0 for t in self.tallies.values())
+
+    def state_metrics(self) -> dict[str, dict[str, int]]:
+        """Per-stream counts for this run, for the `target_carecycle` key of each STATE."""
+        return {stream: tally.as_state() for stream, tally in sorted(self.tallies.items())}
+
+    def maybe_log_progress(self) -> None:
+        """Log a progress line at most every 30 seconds."""
+        now = time.monotonic()
+        if now - self._last_progress < PROGRESS_INTERVAL_SECONDS:
+            return
+        self._last_progress = now
+        totals = self.totals()
+        rate = totals.succeeded / max(now - self._started, 1e-9)
+        logger.info(
+            "Progress: %d leads sent, %d failed, %d rejected, %.0f leads/s",
+            totals.succeeded,
+            totals.failed,
+            totals.rejected,
+            rate,
+        )
+
+    def totals(self) -> StreamTally:
+        """Counts summed over every stream."""
+        total = StreamTally()
+        for tally in self.tallies.values():
+            total.received += tally.received
+            for name in OUTCOMES:
+                setattr(total, name, getattr(total, name) + getattr(tally, name))
+            total.omitted.update(tally.omitted)
+            total.reasons.update(tally.reasons)
+        return total
+
+    def summary_lines(self) -> list[str]:
+        """The end-of-run summary: per stream counts, omitted fields and the top reasons."""
+        seconds = time.monotonic() - self._started
+        sent = "would send" if self.dry_run else "succeeded"
+        head = "target-carecycle summary" + (" (dry run: nothing was sent)" if self.dry_run else "")
+        lines = [f"{head}, {seconds:.1f} s, {self.requests} upload requests"]
+        for stream, tally in sorted(self.tallies.items()):
+            lines.append(f"  {stream}: " + _counts_text(tally, sent))
+            if tally.omitted:
+                left_out = ", ".join(f"{name} {n}" for name, n in tally.omitted.most_common())
+                lines.append(f"    optional values left out: {left_out}")
+            for reason, n in tally.reasons.most_common(5):
+                lines.append(f"    {n} x {reason}")
+        if len(self.tallies) > 1:
+            lines.append("  all streams: " + _counts_text(self.totals(), sent))
+        return lines
+
+    def print_summary(self, stream: IO[str] | None = None) -> None:
+        """Write the summary to stderr."""
+        out = stream or sys.stderr
+        out.write("\n".join(self.summary_lines()) + "\n")
+        out.flush()
+
+    def close(self) -> None:
+        """Flush metrics and close the files."""
+        for counter in self._counters.values():
+            counter.exit()
+        for handle in (self._rejects, self._results):
+            if handle is not None:
+                handle.close()
+
+
+PERSONAL_FIELDS = frozenset(
+    {
+        "phoneNumber",
+        "firstName",
+        "lastName",
+        "email",
+        "dateOfBirth",
+        "address",
+        "address2",
+        "mbiNumber",
+        "medicaidNumber",
+        "vaNumber",
+        "carrierAssignedCustomerId",
+        "healthSherpaCustomerId",
+    }
+)
+
+
+def mask_lead(lead: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of `lead` safe to print: personal values keep only their shape's ends."""
+    return {name: _mask(value) if name in PERSONAL_FIELDS else value for name, value in lead.items()}
+
+
+def _mask(value: Any) -> str:
+    text = str(value)
+    if len(text) <= 4:
+        return "*" * len(text)
+    return text[0] + "*" * (len(text) - 3) + text[-2:]
+
+
+def _counts_text(tally: StreamTally, sent_label: str) -> str:
+    text = (
+        f"received {tally.received}, {sent_label} {tally.succeeded}, failed {tally.failed}, "
+        f"rejected {tally.rejected}, merged {tally.merged}, skipped {tally.skipped}"
+    )
+    return text + (f", not sent (run stopped) {tally.unsent}" if tally.unsent else "")
