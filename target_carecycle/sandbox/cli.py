@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"existing source ID, repeatable (default {DEFAULT_SOURCE_ID})")  # fmt: skip
     add("--rate-limit", type=int, default=DEFAULT_RATE_LIMIT, metavar="N",
         help="requests per minute per key, burst N; 0 turns it off (default 60)")  # fmt: skip
+    add("--rate-burst", type=int, metavar="N",
+        help="bucket size: requests allowed at once (default: the rate limit)")  # fmt: skip
     add("--latency", type=float, default=0.0, metavar="SECONDS",
         help="mean extra response time, randomised +-50%% (default 0)")  # fmt: skip
     add("--fault-every", type=int, default=0, metavar="N",
@@ -55,6 +57,7 @@ def config_from_args(args: argparse.Namespace) -> SandboxConfig:
         read_only_keys=tuple(args.read_only_keys),
         sources=tuple(args.sources or (DEFAULT_SOURCE_ID,)),
         rate_limit=args.rate_limit,
+        rate_burst=args.rate_burst,
         latency=args.latency,
         fault_every=args.fault_every,
         fault=args.fault,

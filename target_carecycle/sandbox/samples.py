@@ -16,7 +16,7 @@ _ZIPS = ("60614", "94110", "02134", "10001", "33101", "77002", "78701", "98101",
 
 
 def phone_for(index: int) -> str:
-    """A distinct, valid US number in E.164 for each index below 8,000,000."""
+    """Return a distinct, valid US number in E.164 for each index below 8,000,000."""
     area = _AREA_CODES[index % len(_AREA_CODES)]
     rest = index // len(_AREA_CODES)
     exchange = 200 + (rest // 10_000) % 700
@@ -70,7 +70,7 @@ def singer_lines(
     key_properties: list[str] | None = None,
     state: Mapping[str, Any] | None = None,
 ) -> Iterator[str]:
-    """SCHEMA, RECORDs, then (optionally) a STATE, as Singer JSON lines."""
+    """Yield SCHEMA, RECORDs, then (optionally) a STATE, as Singer JSON lines."""
     yield json.dumps(
         {
             "type": "SCHEMA",

@@ -49,6 +49,7 @@ class SandboxConfig:
     read_only_keys: tuple[str, ...] = ()
     sources: tuple[str, ...] = (DEFAULT_SOURCE_ID,)
     rate_limit: int = DEFAULT_RATE_LIMIT
+    rate_burst: int | None = None  # bucket size; None: the same as rate_limit
     latency: float = 0.0
     fault_every: int = 0
     fault: str | None = None
@@ -72,6 +73,8 @@ class SandboxConfig:
             raise ValueError("a key cannot be both read-write and read-only")
         if self.rate_limit < 0 or self.latency < 0 or self.stall_seconds < 0:
             raise ValueError("rate_limit, latency and stall_seconds must not be negative")
+        if self.rate_burst is not None and self.rate_burst < 1:
+            raise ValueError("rate_burst must be at least 1")
         if self.fault_every < 0:
             raise ValueError("fault_every must not be negative")
         if self.fault is not None and self.fault not in FAULT_KINDS:
@@ -111,10 +114,10 @@ def _now_iso() -> str:
 
 
 class TokenBucket:
-    """Burst ``per_minute`` requests, refilled at ``per_minute / 60`` tokens a second."""
+    """A bucket of ``burst`` (default ``per_minute``) tokens, refilled at ``per_minute / 60``/s."""
 
-    def __init__(self, per_minute: int, now: float) -> None:
-        self.capacity = float(per_minute)
+    def __init__(self, per_minute: int, now: float, burst: int | None = None) -> None:
+        self.capacity = float(per_minute if burst is None else burst)
         self.rate = per_minute / 60.0
         self.tokens = self.capacity
         self.updated = now
@@ -311,7 +314,9 @@ class SandboxApp:
         with self._lock:
             bucket = self._buckets.get(key)
             if bucket is None:
-                bucket = self._buckets[key] = TokenBucket(self.config.rate_limit, now)
+                config = self.config
+                bucket = TokenBucket(config.rate_limit, now, config.rate_burst)
+                self._buckets[key] = bucket
             return bucket.take(now)
 
     @staticmethod
@@ -384,6 +389,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
     """Move requests between HTTP/1.1 keep-alive connections and :class:`SandboxApp`."""
 
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are two writes: avoid delayed-ACK stalls
     server_version = "carecycle-sandbox"
     timeout = 120  # an idle keep-alive connection is closed after this many seconds
     server: SandboxHTTPServer
