@@ -74,10 +74,10 @@ fi
 # 5. The pipelines: the CRM export (CSV) and the web forms (nested JSONL), both to careCycle.
 step "meltano run tap-spreadsheets target-carecycle tap-jsonl target-carecycle"
 echo "(demo/data/crm_leads.csv: $(($(wc -l <demo/data/crm_leads.csv) - 1)) rows," \
-  "demo/data/web_forms.jsonl: $(wc -l <demo/data/web_forms.jsonl) rows; full log: .work/demo/run.log)"
+  "demo/data/web_forms.jsonl: $(wc -l <demo/data/web_forms.jsonl) rows; full log, JSON lines: .work/demo/run.log)"
 export TARGET_CARECYCLE_API_URL=$SANDBOX_URL
 START=$(date +%s)
-if ! "$MELTANO" --environment=dev --log-format=uncolored run --full-refresh \
+if ! "$MELTANO" --environment=dev --log-format=json run --full-refresh \
   tap-spreadsheets target-carecycle tap-jsonl target-carecycle >"$WORK/run.log" 2>&1; then
   tail -n 60 "$WORK/run.log" >&2
   echo "meltano run failed; the full log is .work/demo/run.log" >&2

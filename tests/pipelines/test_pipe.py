@@ -1,0 +1,129 @@
+"""Without Meltano: `tap-jsonl --config tap.json | target-carecycle --config target.json`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from pipeline_helpers import (
+    MeltanoProject,
+    by_external_id,
+    clean_env,
+    stream_counts,
+    summary_from_lines,
+    target_executable,
+    write_jsonl,
+)
+
+from target_carecycle.sandbox import RunningSandbox
+
+# Flat records whose keys are common aliases of lead fields: no mapping needed.
+RECORDS = [
+    {
+        "external_id": "P-1",
+        "fname": "Olga",
+        "surname": "Petrova",
+        "mobile": "(602) 254-1187",
+        "email_address": "olga@example.com",
+        "postal_code": "85004",
+        "birth_date": "1957-09-30",
+        "sex": "F",
+    },
+    {
+        "external_id": "P-2",
+        "first_name": "Ade",
+        "last_name": "Okafor",
+        "phone_number": "+1 813 526 4477",
+        "zip": "33602-1234",
+        "dob": "2/9/1948",
+        "marital_status": "widowed",
+    },
+    {"external_id": "P-3", "first_name": "Nope", "phone": "12", "zip": "33602"},
+]
+
+
+def test_tap_pipe_target(
+    meltano_project: MeltanoProject, sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    """The two executables piped together, each with a JSON config file."""
+    tap = meltano_project.plugin_executable("extractors", "tap-jsonl")
+    assert tap.exists(), f"meltano install did not create {tap}"
+    write_jsonl(tmp_path / "in" / "leads.jsonl", RECORDS)
+    tap_config = tmp_path / "tap.json"
+    tap_config.write_text(
+        json.dumps({"path": str(tmp_path / "in" / "*.jsonl"), "stream_name": "pipe_leads"})
+    )
+    target_config = tmp_path / "target.json"
+    target_config.write_text(
+        json.dumps(
+            {
+                "api_url": sandbox.url,
+                "api_key": sandbox.api_key,
+                "source_id": "sandbox-source",
+                "reject_file": str(tmp_path / "rejects.jsonl"),
+            }
+        )
+    )
+
+    env = clean_env()
+    tap_log = tmp_path / "tap.log"
+    with (
+        tap_log.open("w") as tap_stderr,
+        subprocess.Popen(
+            [str(tap), "--config", str(tap_config)],
+            stdout=subprocess.PIPE,
+            stderr=tap_stderr,
+            env=env,
+            cwd=tmp_path,
+        ) as tap_proc,
+    ):
+        assert tap_proc.stdout is not None
+        target_proc = subprocess.run(
+            [str(target_executable()), "--config", str(target_config)],
+            stdin=tap_proc.stdout,
+            capture_output=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=180,
+            check=False,
+        )
+        tap_proc.stdout.close()
+    assert tap_proc.returncode == 0, tap_log.read_text()[-3000:]
+    stderr = target_proc.stderr.decode()
+    assert target_proc.returncode == 0, stderr[-3000:]
+
+    stored = by_external_id(sandbox.customers())
+    assert sorted(stored) == ["P-1", "P-2"]
+    olga = stored["P-1"]
+    assert olga["phoneNumber"] == "+16022541187"
+    assert olga["firstName"] == "Olga"
+    assert olga["lastName"] == "Petrova"
+    assert olga["email"] == "olga@example.com"
+    assert olga["postalCode"] == "85004"
+    assert olga["dateOfBirth"] == "09-30-1957"
+    assert olga["gender"] == "Female"
+    assert olga["sourceId"] == "sandbox-source"
+    ade = stored["P-2"]
+    assert ade["phoneNumber"] == "+18135264477"
+    assert ade["postalCode"] == "33602"
+    assert ade["dateOfBirth"] == "02-09-1948"
+    assert ade["maritalStatus"] == "Widowed"
+
+    # The target's stdout carries the tap's state plus its own per-stream counts.
+    states = [
+        json.loads(line)["value"]
+        for line in target_proc.stdout.decode().splitlines()
+        if line.strip() and json.loads(line).get("type") == "STATE"
+    ]
+    assert states, "the target emitted no STATE message"
+    last = states[-1]
+    assert "bookmarks" in last
+    assert last["target_carecycle"]["pipe_leads"]["received"] == 3
+    assert last["target_carecycle"]["pipe_leads"]["succeeded"] == 2
+    assert last["target_carecycle"]["pipe_leads"]["rejected"] == 1
+
+    counts = stream_counts(summary_from_lines(stderr.splitlines()), "pipe_leads")
+    assert (counts["received"], counts["succeeded"], counts["rejected"]) == (3, 2, 1)
+    rejects = [json.loads(line) for line in (tmp_path / "rejects.jsonl").read_text().splitlines()]
+    assert [r.get("externalId") for r in rejects] == ["P-3"]
