@@ -590,7 +590,7 @@ def _string_normaliser(
     max_length: int | None, transform: Callable[[str], str] | None = None
 ) -> Callable[[Any], str]:
     def normalise(value: Any) -> str:
-        text = _text(value)
+        text = value if type(value) is str else _text(value)
         if transform is not None:
             text = transform(text)
         if max_length is not None and len(text) > max_length:
