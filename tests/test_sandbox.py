@@ -460,6 +460,27 @@ def test_phone_match_without_external_id(sandbox: Any, session: requests.Session
     assert sandbox.stats()["customers"] == 1
 
 
+def test_phone_match_follows_phone_changes(sandbox: Any, session: requests.Session) -> None:
+    a = post(session, sandbox, [lead(externalId="a", phoneNumber="5550000001")]).json()["results"][
+        0
+    ]
+    b = post(session, sandbox, [lead(externalId="b", phoneNumber="5550000001")]).json()["results"][
+        0
+    ]
+    post(session, sandbox, [lead(externalId="a", phoneNumber="5550000002")])  # a moves away
+    by_old = post(session, sandbox, [lead(phoneNumber="5550000001")]).json()["results"][0]
+    by_new = post(session, sandbox, [lead(phoneNumber="5550000002")]).json()["results"][0]
+    assert (by_old["id"], by_new["id"]) == (b["id"], a["id"])
+    post(session, sandbox, [lead(externalId="b", phoneNumber="5550000003")])  # b moves too
+    assert post(session, sandbox, [lead(phoneNumber="5550000001")]).json()["results"][0][
+        "id"
+    ] not in (
+        a["id"],
+        b["id"],
+    )
+    assert sandbox.stats()["customers"] == 3
+
+
 def test_external_id_takes_precedence_over_phone(sandbox: Any, session: requests.Session) -> None:
     post(session, sandbox, [lead(externalId="a")])
     post(session, sandbox, [lead(externalId="b")])  # same phone, different externalId: new customer

@@ -146,9 +146,12 @@ class CustomerStore:
             customer_id = self._by_external.get(external_id)
             return None if customer_id is None else self.customers[customer_id]
         customer_id = self._by_phone.get(phone)
-        if customer_id is not None and self.customers[customer_id]["phoneNumber"] == phone:
+        if customer_id is None:
+            return None
+        if self.customers[customer_id]["phoneNumber"] == phone:
             return self.customers[customer_id]
-        for customer in self.customers.values():  # index entry went stale after a phone change
+        del self._by_phone[phone]  # that customer's phone changed: does anyone else have it?
+        for customer in self.customers.values():
             if customer["phoneNumber"] == phone:
                 self._by_phone[phone] = customer["id"]
                 return customer
