@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -687,3 +689,60 @@ def test_record_is_not_modified():
     snapshot = {"phone": PHONE, "contact": {"zip": "60614"}, "id": 1}
     mapper({"fields": {"postalCode": "contact.zip"}}, ["id"]).map_record(record)
     assert record == snapshot
+
+
+# --------------------------------------------------------------------------- docs stay true
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "mapping.md"
+
+
+def doc_configs() -> list[dict[str, Any]]:
+    blocks = re.findall(r"```json\n(.*?)```", DOCS.read_text(encoding="utf-8"), re.DOTALL)
+    return [json.loads(block) for block in blocks]
+
+
+def test_docs_list_every_alias():
+    text = DOCS.read_text(encoding="utf-8")
+    for alias, lead_field in ALIASES.items():
+        row = re.search(rf"^\| `{lead_field}` \|(.*)\|$", text, re.MULTILINE)
+        assert row is not None and f"`{alias}`" in row.group(1), alias
+
+
+def test_docs_example_configs_are_valid():
+    configs = doc_configs()
+    assert len(configs) == 2
+    for config in configs:
+        assert parse_streams_setting(config["streams"])
+
+
+def test_docs_web_form_example():
+    streams = parse_streams_setting(doc_configs()[1]["streams"])
+    m = StreamMapper(
+        "web_form",
+        settings_for_stream(streams, "web_form"),
+        [],
+        default_source_id=None,
+        default_lead_cost=None,
+    )
+    record = {
+        "submission_id": "f-1042",
+        "Phone Number": "312.847.1928",
+        "ZIP": 2134,
+        "DOB": "3/7/1950",
+        "answers": {"plan": "Medicare Advantage", "callback_time": None},
+        "tracking": {"utm": {"campaign": "spring"}},
+    }
+    assert normalise_lead(m.map_record(record)).lead == {
+        "phoneNumber": "+13128471928",
+        "postalCode": "02134",
+        "dateOfBirth": "03-07-1950",
+        "customFields": [
+            {"fieldKey": "plan_interest", "value": "Medicare Advantage"},
+            {"fieldKey": "utm_campaign", "value": "spring"},
+        ],
+        "sourceId": "website",
+        "leadCost": 12.5,
+        "externalId": "f-1042",
+    }
+    assert m.external_id_source == "setting"
+    assert settings_for_stream(streams, "other").source_id == "other-sources"
