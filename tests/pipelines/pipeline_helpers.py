@@ -169,7 +169,7 @@ class RunResult:
         """The target's end-of-run summary lines (the last one if there were several runs)."""
         return summary_from_lines(self.plugin_lines(TARGET))
 
-    def tail(self, lines: int = 80) -> str:
+    def tail(self, lines: int = 30) -> str:
         """The end of the log, for failure messages."""
         return "\n".join(self.raw.splitlines()[-lines:])
 

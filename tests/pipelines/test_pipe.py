@@ -110,13 +110,10 @@ def test_tap_pipe_target(
     assert ade["dateOfBirth"] == "02-09-1948"
     assert ade["maritalStatus"] == "Widowed"
 
-    # The target's stdout carries the tap's state plus its own per-stream counts.
-    states = [
-        json.loads(line)["value"]
-        for line in target_proc.stdout.decode().splitlines()
-        if line.strip() and json.loads(line).get("type") == "STATE"
-    ]
-    assert states, "the target emitted no STATE message"
+    # A target writes each state as one JSON line on stdout: the tap's state plus the
+    # target's own per-stream counts.
+    states = [json.loads(line) for line in target_proc.stdout.decode().splitlines() if line.strip()]
+    assert states, "the target emitted no state"
     last = states[-1]
     assert "bookmarks" in last
     assert last["target_carecycle"]["pipe_leads"]["received"] == 3
