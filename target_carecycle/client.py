@@ -445,7 +445,7 @@ class UploadDispatcher:
         for job in list(self._jobs):
             try:
                 self._finish(job)
-            except Exception:  # noqa: BLE001, S112 - on_lost has accounted for it
+            except Exception:
                 continue
 
     def _finish(self, job: _Job) -> None:

@@ -12,7 +12,7 @@ import os
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -120,9 +120,9 @@ class RunOutcomes:
             external_id,
         )
 
-    def omitted(self, stream: str, fields: Iterable[str]) -> None:
+    def omitted(self, stream: str, reasons: Mapping[str, str]) -> None:
         """Optional values that could not be normalised were left out of a lead."""
-        self.tally(stream).omitted.update(fields)
+        self.tally(stream).omitted.update(f"{name} ({why})" for name, why in reasons.items())
 
     def rejected(
         self, stream: str, position: int, external_id: str | None, reason: str, record: Any
@@ -243,10 +243,11 @@ class RunOutcomes:
         for stream, tally in sorted(self.tallies.items()):
             lines.append(f"  {stream}: " + _counts_text(tally, sent))
             if tally.omitted:
-                left_out = ", ".join(f"{name} {n}" for name, n in tally.omitted.most_common())
-                lines.append(f"    optional values left out: {left_out}")
-            for reason, n in tally.reasons.most_common(5):
-                lines.append(f"    {n} x {reason}")
+                lines.append("    optional values left out of leads that were sent:")
+                lines.extend(f"      {n} x {what}" for what, n in tally.omitted.most_common())
+            if tally.reasons:
+                lines.append("    top reasons for failed and rejected records:")
+                lines.extend(f"      {n} x {why}" for why, n in tally.reasons.most_common(5))
         if len(self.tallies) > 1:
             lines.append("  all streams: " + _counts_text(self.totals(), sent))
         return lines
@@ -286,7 +287,9 @@ PERSONAL_FIELDS = frozenset(
 
 def mask_lead(lead: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of `lead` safe to print: personal values keep only their shape's ends."""
-    return {name: _mask(value) if name in PERSONAL_FIELDS else value for name, value in lead.items()}
+    return {
+        name: _mask(value) if name in PERSONAL_FIELDS else value for name, value in lead.items()
+    }
 
 
 def _mask(value: Any) -> str:

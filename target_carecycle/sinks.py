@@ -36,7 +36,7 @@ class SchemaCheck:
     """Optional check against the tap's schema that reports instead of raising."""
 
     def __init__(self, schema: dict[str, Any]) -> None:
-        from jsonschema import Draft7Validator, FormatChecker  # noqa: PLC0415 - only when enabled
+        from jsonschema import Draft7Validator, FormatChecker
 
         self._validator = Draft7Validator(schema, format_checker=FormatChecker())
         self.last_error: str | None = None

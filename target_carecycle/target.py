@@ -149,7 +149,7 @@ class TargetCareCycle(Target):
         th.Property(
             "source_id",
             th.StringType,
-            description="Default careCycle `sourceId` for every lead (a stream or record may override).",
+            description=("Default `sourceId` for every lead (a stream or record may override)."),
         ),
         th.Property(
             "lead_cost",
@@ -239,7 +239,7 @@ class TargetCareCycle(Target):
             "batch_size_rows",
             th.IntegerType,
             default=MAX_BATCH_SIZE,
-            description="Leads per upload request; values above 200 (careCycle's limit) are capped.",
+            description=("Leads per upload request; above 200 (careCycle's limit) is capped."),
         ),
         th.Property(
             "validate_records",
@@ -308,6 +308,11 @@ class TargetCareCycle(Target):
         if self._dispatcher is not None:
             self._dispatcher.wait_all()
 
+    def process_endofpipe(self) -> None:
+        """Drain every sink, then wait for the last batches even when no STATE came."""
+        super().process_endofpipe()
+        self.wait_for_deliveries()
+
     def _write_state_message(self, state: dict) -> None:
         """Emit the tap's state, plus this run's counts, once every earlier batch landed."""
         self.wait_for_deliveries()
@@ -347,11 +352,13 @@ class TargetCareCycle(Target):
         try:
             self.listen(file_input)
         except RunInterrupted as stop:
-            self.logger.warning("Received signal %d: stopping without reading more input", stop.signum)
+            self.logger.warning(
+                "Received signal %d: stopping without reading more input", stop.signum
+            )
             code = EXIT_SIGNAL_BASE + stop.signum
             self._settle_after_stop()
         except (CareCycleError, TooManyRecordErrors) as exc:
-            self.logger.error("Run failed: %s", exc)  # noqa: TRY400 - the message says it all
+            self.logger.error("Run failed: %s", exc)
             code = 1
             self._settle_after_stop()
         finally:

@@ -134,6 +134,7 @@ def test_unreachable_api_fails_after_the_retries(tmp_path):
         "api_key": SECRET_KEY,
         "max_retries": 2,
         "request_timeout": 2,
+        "max_concurrent_requests": 1,
     }
     run = run_target(tmp_path, config, singer_lines("leads", leads, state=TAP_STATE))
     assert run.returncode == 1
@@ -147,9 +148,7 @@ def test_sigterm_mid_run_settles_in_flight_requests_and_reports_truthfully(tmp_p
     leads = distinctive_leads(LEADS)
     reject_file = tmp_path / "rejects.jsonl"
     with running_sandbox(secret_sandbox(latency=0.6)) as sandbox:
-        config = target_config(
-            sandbox, max_concurrent_requests=1, reject_file=str(reject_file)
-        )
+        config = target_config(sandbox, max_concurrent_requests=1, reject_file=str(reject_file))
         config_path = tmp_path / "config.json"
         config_path.write_text(json.dumps(config))
         proc = subprocess.Popen(

@@ -10,6 +10,7 @@ from conftest import TARGET_EXE, run_target, target_config
 
 from target_carecycle.sandbox.samples import api_leads, singer_lines
 
+FAKE_KEY = "cc_test_not_a_real_key_123456"
 TAP_STATE = {"bookmarks": {"leads": {"replication_key_value": "2026-11-01T00:00:00Z"}}}
 
 
@@ -120,9 +121,18 @@ def test_about_prints_settings_in_text_and_markdown():
     ("config", "setting"),
     [
         ({}, "api_key"),
-        ({"api_key": "cc_test_not_a_real_key_123456", "api_url": "http://api.example.com"}, "api_url"),
+        (
+            {"api_key": "cc_test_not_a_real_key_123456", "api_url": "http://api.example.com"},
+            "api_url",
+        ),
         ({"api_key": "cc_test_not_a_real_key_123456", "max_retries": "many"}, "max_retries"),
-        ({"api_key": "cc_test_not_a_real_key_123456", "streams": {"x": {"fields": {"phone": "a"}}}}, "streams.x"),
+        (
+            {
+                "api_key": "cc_test_not_a_real_key_123456",
+                "streams": {"x": {"fields": {"phone": "a"}}},
+            },
+            "streams.x",
+        ),
     ],
 )
 def test_bad_config_gives_one_line_naming_the_setting(tmp_path, config, setting):
