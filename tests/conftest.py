@@ -1,21 +1,12 @@
-"""Shared fixtures: an in-process sandbox and a way to run the real target executable."""
+"""Shared fixtures: an in-process sandbox on a free loopback port."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 
 from target_carecycle.sandbox import RunningSandbox, SandboxConfig, running_sandbox
-
-TARGET_EXE = str(Path(sys.executable).parent / "target-carecycle")
 
 
 @pytest.fixture
@@ -23,54 +14,3 @@ def sandbox() -> Iterator[RunningSandbox]:
     """A fresh sandbox on a free loopback port, rate limit off."""
     with running_sandbox(SandboxConfig(rate_limit=0)) as running:
         yield running
-
-
-@dataclass
-class TargetRun:
-    """What one run of the target executable produced."""
-
-    returncode: int
-    stdout: str
-    stderr: str
-
-    @property
-    def states(self) -> list[dict[str, Any]]:
-        """The STATE values the target emitted, in order."""
-        return [json.loads(line) for line in self.stdout.splitlines() if line.strip()]
-
-
-def target_config(sandbox: RunningSandbox, **overrides: Any) -> dict[str, Any]:
-    """A config pointing the target at `sandbox`, with fast retries for tests."""
-    config: dict[str, Any] = {
-        "api_url": sandbox.url,
-        "api_key": sandbox.api_key,
-        "max_requests_per_minute": 6000,
-        "request_timeout": 10,
-    }
-    config.update(overrides)
-    return config
-
-
-def run_target(
-    tmp_path: Path,
-    config: dict[str, Any],
-    lines: Iterable[str],
-    *,
-    timeout: float = 120,
-    env: dict[str, str] | None = None,
-) -> TargetRun:
-    """Pipe Singer `lines` into the `target-carecycle` executable."""
-    config_path = tmp_path / "target-config.json"
-    config_path.write_text(json.dumps(config))
-    run_env = {k: v for k, v in os.environ.items() if k != "TARGET_CARECYCLE_API_KEY"}
-    run_env.update(env or {})
-    done = subprocess.run(
-        [TARGET_EXE, "--config", str(config_path)],
-        input="\n".join(lines) + "\n",
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=run_env,
-        check=False,
-    )
-    return TargetRun(done.returncode, done.stdout, done.stderr)

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import TARGET_EXE, TargetRun, run_target, target_config
+from target_runner import TARGET_EXE, TargetRun, run_target, target_config
 
 from target_carecycle.sandbox import RunningSandbox, SandboxConfig, running_sandbox
 from target_carecycle.sandbox.samples import api_leads, singer_lines

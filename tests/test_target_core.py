@@ -6,7 +6,7 @@ import json
 import subprocess
 
 import pytest
-from conftest import TARGET_EXE, run_target, target_config
+from target_runner import TARGET_EXE, run_target, target_config
 
 from target_carecycle.sandbox.samples import api_leads, singer_lines
 
