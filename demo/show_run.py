@@ -62,7 +62,7 @@ def get_json(url: str) -> Any:
 
 
 def show_sandbox(base_url: str) -> int:
-    """Print the sandbox's request and lead counts, and one stored customer."""
+    """Print the sandbox's request and lead counts, and two stored customers."""
     base_url = base_url.rstrip("/")
     stats = get_json(f"{base_url}/__sandbox/stats")
     customers = get_json(f"{base_url}/__sandbox/customers")
@@ -85,9 +85,12 @@ def show_sandbox(base_url: str) -> int:
         print(
             "calling-hours data: " + ", ".join(f"{kind} {n}" for kind, n in sorted(by_zone.items()))
         )
-        sample = next((c for c in customers if c.get("customFields")), customers[0])
-        print("one stored customer (as careCycle would return it):")
-        print(json.dumps(sample, indent=2, ensure_ascii=False))
+        plain = next((c for c in customers if not c.get("customFields")), None)
+        with_custom = next((c for c in customers if c.get("customFields")), None)
+        for title, sample in (("from the CSV", plain), ("from the web forms", with_custom)):
+            if sample is not None:
+                print(f"a stored customer {title} (as careCycle would return it):")
+                print(json.dumps(sample, indent=2, ensure_ascii=False))
     return 0
 
 
