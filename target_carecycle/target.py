@@ -281,6 +281,12 @@ class TargetCareCycle(Target):
 
     # Config
 
+    @classmethod
+    def append_builtin_config(cls, config_jsonschema: dict) -> None:
+        """Add the SDK's built-in settings, except `load_method`: careCycle always upserts."""
+        super().append_builtin_config(config_jsonschema)
+        config_jsonschema["properties"].pop("load_method", None)
+
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
         """Check settings with messages that name the setting and never echo a value."""
         if not self._config.get("api_key") and os.environ.get(API_KEY_ENV):
