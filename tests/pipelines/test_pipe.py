@@ -7,9 +7,12 @@ import subprocess
 from pathlib import Path
 
 from pipeline_helpers import (
+    REPO_ROOT,
     MeltanoProject,
     by_external_id,
     clean_env,
+    plugin_definition,
+    repo_meltano_yml,
     stream_counts,
     summary_from_lines,
     target_executable,
@@ -124,3 +127,39 @@ def test_tap_pipe_target(
     assert (counts["received"], counts["succeeded"], counts["rejected"]) == (3, 2, 1)
     rejects = [json.loads(line) for line in (tmp_path / "rejects.jsonl").read_text().splitlines()]
     assert [r.get("externalId") for r in rejects] == ["P-3"]
+
+
+def test_demo_pipe_configs(
+    meltano_project: MeltanoProject, sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    """demo/config/*.json, as docs/pipelines.md uses them, upload the web forms."""
+    tap = meltano_project.plugin_executable("extractors", "tap-jsonl")
+    target_config = json.loads((REPO_ROOT / "demo" / "config" / "target-sandbox.json").read_text())
+    meltano_loader = plugin_definition(repo_meltano_yml(), "loaders", "target-carecycle")
+    # The pipe config maps the web forms exactly as meltano.yml does.
+    assert target_config["streams"]["web_forms"] == meltano_loader["config"]["streams"]["web_forms"]
+    assert target_config["api_url"].startswith("http://127.0.0.1:")
+    target_config["api_url"] = sandbox.url
+    config_file = tmp_path / "target.json"
+    config_file.write_text(json.dumps(target_config))
+
+    tap_proc = subprocess.run(
+        [str(tap), "--config", "demo/config/tap-jsonl.json"],
+        cwd=REPO_ROOT,
+        env=clean_env(),
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    target_proc = subprocess.run(
+        [str(target_executable()), "--config", str(config_file)],
+        input=tap_proc.stdout,
+        env=clean_env(),
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert target_proc.returncode == 0, target_proc.stderr.decode()[-3000:]
+    stored = by_external_id(sandbox.customers())
+    assert len(stored) == 93
+    assert all(key.startswith("WF-") for key in stored)
