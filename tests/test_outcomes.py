@@ -1,0 +1,144 @@
+"""RunOutcomes: the account of every record, the files it writes, the summary."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import stat
+from decimal import Decimal
+
+import pytest
+
+from target_carecycle import outcomes as outcomes_module
+from target_carecycle.outcomes import RunOutcomes, TooManyRecordErrors, mask_lead
+
+
+def test_every_record_has_exactly_one_outcome_in_state_metrics():
+    run = RunOutcomes()
+    for _ in range(6):
+        run.received("s")
+    run.succeeded("s", "s:1", "id-1")
+    run.succeeded("s", "s:2", None)
+    run.failed("s", 3, "s:3", "careCycle: Source not found", {"a": 1})
+    run.rejected("s", 4, "s:4", "phoneNumber: missing", {"a": 2})
+    run.merged("s", 5, "s:1")
+    run.skipped("s")
+    counts = run.state_metrics()["s"]
+    assert counts == {
+        "received": 6,
+        "succeeded": 2,
+        "failed": 1,
+        "rejected": 1,
+        "merged": 1,
+        "skipped": 1,
+        "unsent": 0,
+    }
+    assert run.all_settled()
+    run.received("s")
+    assert not run.all_settled()
+    run.unsent("s", 1)
+    assert not run.all_settled()  # delivered nothing for it: a state would lie
+
+
+def test_reject_file_is_private_rewritten_each_run_and_holds_the_original_record(tmp_path):
+    path = tmp_path / "rejects.jsonl"
+    path.write_text("stale line from an earlier run\n")
+    os.chmod(path, 0o644)
+    run = RunOutcomes(reject_file=str(path))
+    run.rejected("web", 7, "web:7", "phoneNumber: missing", {"zip": Decimal("2134"), "n": None})
+    run.failed("web", 9, "web:9", "careCycle: Source not found", {"zip": "60614"})
+    run.close()
+
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert lines == [
+        {
+            "stream": "web",
+            "position": 7,
+            "externalId": "web:7",
+            "status": "rejected",
+            "reason": "phoneNumber: missing",
+            "record": {"zip": 2134, "n": None},
+        },
+        {
+            "stream": "web",
+            "position": 9,
+            "externalId": "web:9",
+            "status": "failed",
+            "reason": "careCycle: Source not found",
+            "record": {"zip": "60614"},
+        },
+    ]
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+def test_results_file_lists_careCycle_ids_and_is_not_written_in_a_dry_run(tmp_path):
+    results = tmp_path / "results.jsonl"
+    run = RunOutcomes(results_file=str(results))
+    run.succeeded("s", "s:1", "uuid-1")
+    run.close()
+    assert json.loads(results.read_text()) == {"stream": "s", "externalId": "s:1", "id": "uuid-1"}
+
+    dry = tmp_path / "dry.jsonl"
+    RunOutcomes(results_file=str(dry), dry_run=True).close()
+    assert not dry.exists()
+
+
+def test_error_limit_is_checked_after_reporting():
+    run = RunOutcomes(max_record_errors=1)
+    run.rejected("s", 1, "s:1", "phoneNumber: missing", {})
+    run.check_error_limit()
+    run.rejected("s", 2, "s:2", "phoneNumber: missing", {})
+    with pytest.raises(TooManyRecordErrors, match="more than max_record_errors=1"):
+        run.check_error_limit()
+    assert run.state_metrics()["s"]["rejected"] == 2
+
+
+def test_progress_is_logged_at_most_every_30_seconds(monkeypatch, caplog):
+    clock = [1000.0]
+    monkeypatch.setattr(outcomes_module.time, "monotonic", lambda: clock[0])
+    run = RunOutcomes()
+    run.received("s")
+    run.succeeded("s", "s:1", None)
+    with caplog.at_level(logging.INFO, logger="target-carecycle.outcomes"):
+        run.maybe_log_progress()
+        clock[0] += 29
+        run.maybe_log_progress()
+        clock[0] += 2
+        run.maybe_log_progress()
+        clock[0] += 10
+        run.maybe_log_progress()
+    progress = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Progress")]
+    assert progress == ["Progress: 1 leads sent, 0 failed, 0 rejected, 0 leads/s"]
+
+
+def test_summary_counts_streams_omissions_and_top_reasons():
+    run = RunOutcomes()
+    for stream in ("a", "b"):
+        run.received(stream)
+        run.rejected(stream, 1, None, "phoneNumber: missing", {})
+    run.received("a")
+    run.omitted("a", {"dateOfBirth": "not a valid date"})
+    run.succeeded("a", "a:2", None)
+    text = "\n".join(run.summary_lines())
+    assert "a: received 2, succeeded 1, failed 0, rejected 1" in text
+    assert "1 x dateOfBirth (not a valid date)" in text
+    assert "1 x phoneNumber: missing" in text
+    assert "all streams: received 3, succeeded 1, failed 0, rejected 2" in text
+
+
+def test_masked_lead_keeps_no_personal_value():
+    lead = {
+        "phoneNumber": "+13128471928",
+        "firstName": "Ada",
+        "lastName": "Lovelace",
+        "email": "ada@example.com",
+        "dateOfBirth": "12-10-1955",
+        "postalCode": "60614",
+        "gender": "Female",
+    }
+    masked = mask_lead(lead)
+    for name in ("phoneNumber", "firstName", "lastName", "email", "dateOfBirth"):
+        assert masked[name] != lead[name]
+        assert len(lead[name]) <= 4 or lead[name][1:-2] not in masked[name]
+    assert masked["gender"] == "Female"
