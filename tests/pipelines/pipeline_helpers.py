@@ -416,8 +416,12 @@ def running_postgres() -> Iterator[PostgresServer]:
         )
         raise AssertionError("unreachable")
     prefix: list[str] = []
-    base = Path(tempfile.mkdtemp(prefix="carecycle-pg-", dir="/tmp"))
-    if os.geteuid() == 0:
+    as_root = os.geteuid() == 0
+    # As root, the server runs as `postgres`, which must be able to reach the directory:
+    # /tmp is world-traversable, $TMPDIR may not be.
+    shared_tmp = "/tmp" if as_root and os.path.isdir("/tmp") else None
+    base = Path(tempfile.mkdtemp(prefix="carecycle-pg-", dir=shared_tmp))
+    if as_root:
         # initdb and the server refuse to run as root.
         try:
             user = pwd.getpwnam("postgres")
