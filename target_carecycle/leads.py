@@ -350,9 +350,14 @@ def _norm_phone_strict(value: Any) -> str:
             national = None
     else:
         national = _parse_phone_slow(text)
-    if national is None:
+    if national is None or _fictional(national):
         raise _Invalid("not a valid US phone number")
     return "+1" + national
+
+
+def _fictional(national: str) -> bool:
+    """NXX-555-0100 to 0199: reserved by the NANP for fiction, never a real lead's phone."""
+    return national[3:6] == "555" and national[6:8] == "01"
 
 
 def _norm_phone_format(value: Any) -> str:

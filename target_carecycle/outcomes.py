@@ -56,11 +56,19 @@ class StreamTally:
         return self.received - sum(getattr(self, name) for name in OUTCOMES)
 
 
-class _JsonlFile:
-    """A JSONL file created (or truncated) for this run with mode 0600."""
+class OutputFileError(Exception):
+    """A reject or results file cannot be written; the message names the setting."""
 
-    def __init__(self, path: str) -> None:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+
+class _JsonlFile:
+    """A JSONL file created (or truncated) for this run with mode 0600, parents made as needed."""
+
+    def __init__(self, setting: str, path: str) -> None:
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        except OSError as exc:
+            raise OutputFileError(f"{setting}: cannot write {path}: {exc.strerror}") from None
         os.fchmod(fd, 0o600)
         self._file: IO[bytes] = os.fdopen(fd, "wb")
 
@@ -85,8 +93,10 @@ class RunOutcomes:
         self.tallies: dict[str, StreamTally] = {}
         self.dry_run = dry_run
         self.max_record_errors = max_record_errors
-        self._rejects = _JsonlFile(reject_file) if reject_file else None
-        self._results = _JsonlFile(results_file) if results_file and not dry_run else None
+        self._rejects = _JsonlFile("reject_file", reject_file) if reject_file else None
+        self._results = (
+            _JsonlFile("results_file", results_file) if results_file and not dry_run else None
+        )
         self._counters: dict[tuple[str, str], metrics.Counter] = {}
         self._started = time.monotonic()
         self._last_progress = self._started

@@ -27,7 +27,7 @@ from target_carecycle.client import (
     check_api_url,
 )
 from target_carecycle.mapping import MappingConfigError, StreamSettings, parse_streams_setting
-from target_carecycle.outcomes import RunOutcomes, TooManyRecordErrors
+from target_carecycle.outcomes import OutputFileError, RunOutcomes, TooManyRecordErrors
 from target_carecycle.sinks import CareCycleSink
 
 API_KEY_ENV = "TARGET_CARECYCLE_API_KEY"
@@ -411,7 +411,7 @@ class TargetCareCycle(Target):
         except ConfigValidationError as exc:
             sys.stderr.write(f"target-carecycle: invalid config: {'; '.join(exc.errors)}\n")
             sys.exit(1)
-        except MappingConfigError as exc:
+        except (MappingConfigError, OutputFileError) as exc:
             sys.stderr.write(f"target-carecycle: invalid config: {exc}\n")
             sys.exit(1)
         sys.exit(target.run(file_input))

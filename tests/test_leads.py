@@ -110,6 +110,7 @@ def test_lead_fields_cover_the_contract_table():
         (3128471928.0, "+13128471928"),
         ("+1 416 967 1111", "+14169671111"),  # Canada is NANP
         ("+1 246 521 0000", "+12465210000"),  # Barbados thousands-block: valid
+        ("312-555-0200", "+13125550200"),  # 555 outside 0100-0199 is a real exchange
     ],
 )
 def test_phone_valid(value, expected):
@@ -121,6 +122,8 @@ def test_phone_valid(value, expected):
     [
         "555-555-0123",  # 555 is not an assigned area code
         "(555) 847-1928",
+        "(312) 555-0142",  # 555-0100 to 0199 are reserved for fiction
+        "+1 512 555 0199",
         "+44 20 7946 0958",  # other country code
         "+3128471928",  # +31 is the Netherlands
         "312847192",  # 9 digits
@@ -191,6 +194,8 @@ def _slow(text: str) -> str | None:
         return None
     national = str(number.national_number)
     if number.country_code != 1 or len(national) != 10 or not phonenumbers.is_valid_number(number):
+        return None
+    if national[3:8] == "55501":  # NXX-555-01XX is reserved for fiction
         return None
     return "+1" + national
 

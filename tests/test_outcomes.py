@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 
 from target_carecycle import outcomes as outcomes_module
-from target_carecycle.outcomes import RunOutcomes, TooManyRecordErrors, mask_lead
+from target_carecycle.outcomes import OutputFileError, RunOutcomes, TooManyRecordErrors, mask_lead
 
 
 def test_every_record_has_exactly_one_outcome_in_state_metrics():
@@ -142,3 +142,14 @@ def test_masked_lead_keeps_no_personal_value():
         assert masked[name] != lead[name]
         assert len(lead[name]) <= 4 or lead[name][1:-2] not in masked[name]
     assert masked["gender"] == "Female"
+
+
+def test_output_files_get_their_folders_and_unwritable_ones_name_the_setting(tmp_path):
+    nested = tmp_path / "new" / "dir" / "rejects.jsonl"
+    RunOutcomes(reject_file=str(nested)).close()
+    assert nested.exists()
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(OutputFileError, match=r"^results_file: cannot write"):
+        RunOutcomes(results_file=str(blocker / "results.jsonl"))
