@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import IO, Any
 
 from singer_sdk import metrics
@@ -61,12 +62,12 @@ class OutputFileError(Exception):
 
 
 class _JsonlFile:
-    """A JSONL file created (or truncated) for this run with mode 0600, parents made as needed."""
+    """A JSONL file (mode 0600, parents made as needed) that each run appends to."""
 
     def __init__(self, setting: str, path: str) -> None:
         try:
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         except OSError as exc:
             raise OutputFileError(f"{setting}: cannot write {path}: {exc.strerror}") from None
         os.fchmod(fd, 0o600)
@@ -97,6 +98,7 @@ class RunOutcomes:
         self._results = (
             _JsonlFile("results_file", results_file) if results_file and not dry_run else None
         )
+        self.run_started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self._counters: dict[tuple[str, str], metrics.Counter] = {}
         self._started = time.monotonic()
         self._last_progress = self._started
@@ -153,7 +155,14 @@ class RunOutcomes:
         self.tally(stream).succeeded += 1
         self._count(stream, "succeeded")
         if self._results is not None:
-            self._results.write({"stream": stream, "externalId": external_id, "id": carecycle_id})
+            self._results.write(
+                {
+                    "run": self.run_started_at,
+                    "stream": stream,
+                    "externalId": external_id,
+                    "id": carecycle_id,
+                }
+            )
 
     def unsent(self, stream: str, count: int) -> None:
         """Leads that were never delivered because the run stopped early."""
@@ -185,6 +194,7 @@ class RunOutcomes:
         if self._rejects is not None:
             self._rejects.write(
                 {
+                    "run": self.run_started_at,
                     "stream": stream,
                     "position": position,
                     "externalId": external_id,

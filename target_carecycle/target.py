@@ -194,7 +194,7 @@ class TargetCareCycle(Target):
             "reject_file",
             th.StringType,
             description=(
-                "Path of a JSONL file (mode 0600, rewritten each run) with one line per failed "
+                "Path of a JSONL file (mode 0600, appended to) with one line per failed "
                 "or rejected record: stream, position, externalId, status, reason, record."
             ),
         ),

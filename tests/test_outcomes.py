@@ -41,16 +41,18 @@ def test_every_record_has_exactly_one_outcome_in_state_metrics():
     assert not run.all_settled()  # delivered nothing for it: a state would lie
 
 
-def test_reject_file_is_private_rewritten_each_run_and_holds_the_original_record(tmp_path):
+def test_reject_file_is_private_appended_per_run_and_holds_the_original_record(tmp_path):
     path = tmp_path / "rejects.jsonl"
-    path.write_text("stale line from an earlier run\n")
+    path.write_text('{"from": "an earlier run"}\n')
     os.chmod(path, 0o644)
     run = RunOutcomes(reject_file=str(path))
     run.rejected("web", 7, "web:7", "phoneNumber: missing", {"zip": Decimal("2134"), "n": None})
     run.failed("web", 9, "web:9", "careCycle: Source not found", {"zip": "60614"})
     run.close()
 
-    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    earlier, *lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert earlier == {"from": "an earlier run"}
+    assert {line.pop("run") for line in lines} == {run.run_started_at}
     assert lines == [
         {
             "stream": "web",
@@ -77,7 +79,12 @@ def test_results_file_lists_careCycle_ids_and_is_not_written_in_a_dry_run(tmp_pa
     run = RunOutcomes(results_file=str(results))
     run.succeeded("s", "s:1", "uuid-1")
     run.close()
-    assert json.loads(results.read_text()) == {"stream": "s", "externalId": "s:1", "id": "uuid-1"}
+    assert json.loads(results.read_text()) == {
+        "run": run.run_started_at,
+        "stream": "s",
+        "externalId": "s:1",
+        "id": "uuid-1",
+    }
 
     dry = tmp_path / "dry.jsonl"
     RunOutcomes(results_file=str(dry), dry_run=True).close()
