@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import backoff
 import requests
 
+from target_carecycle.leads import PERSONAL_FIELDS
 from target_carecycle.serialization import dumps_json
 
 UPLOAD_PATH = "/v2/leads/upload"
@@ -366,27 +367,9 @@ def _scrub(text: str, body: list[Mapping[str, Any]]) -> str:
     """Remove any personal value that was sent from a server message."""
     for lead in body:
         for name, value in lead.items():
-            if name in _SCRUB_FIELDS and isinstance(value, str) and len(value) >= 3:
+            if name in PERSONAL_FIELDS and isinstance(value, str) and len(value) >= 3:
                 text = text.replace(value, "<value>")
     return text
-
-
-_SCRUB_FIELDS = frozenset(
-    {
-        "phoneNumber",
-        "firstName",
-        "lastName",
-        "email",
-        "dateOfBirth",
-        "address",
-        "address2",
-        "mbiNumber",
-        "medicaidNumber",
-        "vaNumber",
-        "postalCode",
-        "city",
-    }
-)
 
 
 @dataclass

@@ -103,6 +103,26 @@ def _build_fields() -> dict[str, FieldSpec]:
 
 LEAD_FIELDS: Mapping[str, FieldSpec] = MappingProxyType(_build_fields())
 
+PERSONAL_FIELDS = frozenset(
+    {
+        "phoneNumber",
+        "firstName",
+        "lastName",
+        "email",
+        "dateOfBirth",
+        "address",
+        "address2",
+        "city",
+        "postalCode",
+        "mbiNumber",
+        "medicaidNumber",
+        "vaNumber",
+        "carrierAssignedCustomerId",
+        "healthSherpaCustomerId",
+    }
+)
+"""Lead fields that identify a person: never logged, masked in dry-run samples."""
+
 
 @dataclass(frozen=True, slots=True)
 class LeadResult:

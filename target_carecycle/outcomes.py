@@ -19,6 +19,7 @@ from typing import IO, Any
 
 from singer_sdk import metrics
 
+from target_carecycle.leads import PERSONAL_FIELDS
 from target_carecycle.serialization import dumps_json
 
 OUTCOMES = ("succeeded", "failed", "rejected", "merged", "skipped", "unsent")
@@ -285,24 +286,6 @@ class RunOutcomes:
         for handle in (self._rejects, self._results):
             if handle is not None:
                 handle.close()
-
-
-PERSONAL_FIELDS = frozenset(
-    {
-        "phoneNumber",
-        "firstName",
-        "lastName",
-        "email",
-        "dateOfBirth",
-        "address",
-        "address2",
-        "mbiNumber",
-        "medicaidNumber",
-        "vaNumber",
-        "carrierAssignedCustomerId",
-        "healthSherpaCustomerId",
-    }
-)
 
 
 def mask_lead(lead: Mapping[str, Any]) -> dict[str, Any]:
