@@ -234,8 +234,8 @@ def _norm_number(value: Any) -> int | float:
 
 # Separators removed before the fast path; phonenumbers.parse ignores them too.
 _PHONE_SEPARATORS = str.maketrans("", "", " ()-.\t\u00a0")
-_FAST_PHONE = re.compile(r"(?:\+1|1)?([2-9]\d{9})")
-_FORMAT_PHONE = re.compile(r"(?:\+?1)?([2-9]\d{2}[2-9]\d{6})")
+_FAST_PHONE = re.compile(r"(?:\+1|1)?([2-9]\d{9})", re.ASCII)
+_FORMAT_PHONE = re.compile(r"(?:\+?1)?([2-9]\d{2}[2-9]\d{6})", re.ASCII)
 _FORMAT_SEPARATORS = str.maketrans("", "", " ()-./\t\u00a0")
 _PHONE_DESCS = (
     "general_desc",
@@ -363,16 +363,20 @@ def _parse_phone_slow(text: str) -> str | None:
 def _norm_phone_strict(value: Any) -> str:
     """Return a valid NANP number as ``+1XXXXXXXXXX`` (phonenumbers validity, region US)."""
     text = _phone_text(value)
-    fast = _FAST_PHONE.fullmatch(text.translate(_PHONE_SEPARATORS))
-    if fast is not None:
-        national: str | None = fast.group(1)
-        if not _nanp_valid(fast.group(1)):
-            national = None
+    national: str | None
+    if len(text) == 12 and text[:2] == "+1" and text[2] in "23456789" and _ascii_digits(text[2:]):
+        national = text[2:]  # already E.164, the common case: skip the clean-up
+    elif fast := _FAST_PHONE.fullmatch(text.translate(_PHONE_SEPARATORS)):
+        national = fast.group(1)
     else:
         national = _parse_phone_slow(text)
-    if national is None or _fictional(national):
+    if national is None or not _nanp_valid(national) or _fictional(national):
         raise _Invalid("not a valid US phone number")
     return "+1" + national
+
+
+def _ascii_digits(text: str) -> bool:
+    return text.isascii() and text.isdigit()
 
 
 def _fictional(national: str) -> bool:
@@ -390,8 +394,8 @@ def _norm_phone_format(value: Any) -> str:
 
 # --------------------------------------------------------------------------- ZIP, time zone
 
-_ZIP = re.compile(r"(\d{5})(?:[-\s]?\d{4})?")
-_SHORT_ZIP = re.compile(r"\d{3,4}")
+_ZIP = re.compile(r"(\d{5})(?:[-\s]?\d{4})?", re.ASCII)
+_SHORT_ZIP = re.compile(r"\d{3,4}", re.ASCII)
 
 
 def _norm_postal_code(value: Any) -> str:
@@ -480,13 +484,21 @@ def _parse_date_text(text: str) -> date:
 def _norm_birth_date(value: Any) -> str:
     """Birth date as ``MM-DD-YYYY``: a real date, not before 1900, not in the future."""
     if isinstance(value, str):
-        day = _parse_date_text(value)
-    elif isinstance(value, datetime):
-        day = value.date()
-    elif isinstance(value, date):
-        day = value
-    else:
-        raise _Invalid("not a date")
+        return _birth_date_from_text(value)
+    if isinstance(value, datetime):
+        return _birth_date_text(value.date())
+    if isinstance(value, date):
+        return _birth_date_text(value)
+    raise _Invalid("not a date")
+
+
+@functools.lru_cache(maxsize=65536)
+def _birth_date_from_text(text: str) -> str:
+    """Cached per input text: birth dates repeat across a file (invalid ones are not cached)."""
+    return _birth_date_text(_parse_date_text(text))
+
+
+def _birth_date_text(day: date) -> str:
     if day.year < _EARLIEST_BIRTH_YEAR or day > date.today():
         raise _Invalid("not a plausible birth date")
     return f"{day.month:02d}-{day.day:02d}-{day.year:04d}"
@@ -545,8 +557,11 @@ def _enum_normaliser(words: Mapping[str, str], noun: str) -> Callable[[Any], str
     def normalise(value: Any) -> str:
         if not isinstance(value, str):
             raise _Invalid(f"not a {noun}")
-        key = _ENUM_SEPARATORS.sub(" ", value.lower()).strip()
+        key = value.lower()
         found = words.get(key)
+        if found is None:
+            key = _ENUM_SEPARATORS.sub(" ", key).strip()
+            found = words.get(key)
         if found is None:
             if key in _ENUM_PLACEHOLDERS:
                 raise _Absent
@@ -626,10 +641,13 @@ def _string_normaliser(
     return normalise
 
 
+_WHITESPACE_CHAR = re.compile(r"\s")
+
+
 def _email(text: str) -> str:
     """Lower-case an email address; reject text that is clearly not one."""
     local, at, domain = text.lower().rpartition("@")
-    if not at or not local or not domain or any(ch.isspace() for ch in text):
+    if not at or not local or not domain or _WHITESPACE_CHAR.search(text):
         raise _Invalid("not an email address")
     return f"{local}@{domain}"
 

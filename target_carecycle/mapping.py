@@ -346,6 +346,8 @@ def _key_text(value: Any) -> str | None:
 
 def _own_id_text(value: Any) -> str | None:
     """Return an ID value of the record itself as trimmed text (None if unusable)."""
+    if type(value) is str:
+        return value.strip() or None
     if isinstance(value, bool | Mapping | list | tuple):
         return None
     text = _key_text(value)

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 DRY_RUN_SAMPLE_SIZE = 3
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PendingLead:
     """A lead waiting in a batch, with what is needed to report its outcome."""
 
@@ -83,6 +83,10 @@ class CareCycleSink(BatchSink):
     def current_size(self) -> int:
         """Leads waiting in the current batch (rejected records take no room)."""
         return len(self._batch)
+
+    def has_no_record_checks(self) -> bool:
+        """True when the SDK's per-record steps would leave records untouched."""
+        return self._validator is None and not self.include_sdc_metadata_properties
 
     def get_validator(self) -> BaseJSONSchemaValidator | None:
         """Schema checks are opt-in (`validate_records`); lead validation always runs."""

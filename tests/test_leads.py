@@ -111,6 +111,7 @@ def test_lead_fields_cover_the_contract_table():
         ("+1 416 967 1111", "+14169671111"),  # Canada is NANP
         ("+1 246 521 0000", "+12465210000"),  # Barbados thousands-block: valid
         ("312-555-0200", "+13125550200"),  # 555 outside 0100-0199 is a real exchange
+        ("+1312\u0668471928", "+13128471928"),  # a non-ASCII digit: phonenumbers normalises it
     ],
 )
 def test_phone_valid(value, expected):
