@@ -264,3 +264,50 @@ def test_stream_maps_apply_before_the_lead_mapping(sandbox, tmp_path):
     (customer,) = sandbox.customers()
     assert customer["phoneNumber"] == "+13052345678"
     assert customer["externalId"] == "x-1"
+
+
+def test_validate_records_rejects_records_that_break_the_taps_schema(sandbox, tmp_path):
+    schema = {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"},
+            "phone": {"type": "string"},
+            "zip": {"type": "string"},
+        },
+    }
+    records = [
+        {"id": 1, "phone": "3052345678", "zip": "33101"},
+        {"id": "two", "phone": "3052345679", "zip": "33101"},
+    ]
+    lines = singer_lines("typed", records, schema=schema, key_properties=["id"])
+    run = run_target(tmp_path, target_config(sandbox, validate_records=True), lines)
+
+    assert run.returncode == 0, run.stderr
+    assert [c["externalId"] for c in sandbox.customers()] == ["typed:1"]
+    assert "reason=id: does not match the stream's schema (type)" in run.stderr
+    assert "3052345679" not in run.stderr
+
+
+def test_flattening_takes_the_sdk_path_and_still_maps(sandbox, tmp_path):
+    schema = {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"},
+            "contact": {"type": "object", "properties": {"phone": {"type": "string"}}},
+            "zip": {"type": "string"},
+        },
+    }
+    records = [{"id": 7, "contact": {"phone": "3052345678"}, "zip": "33101"}]
+    config = target_config(
+        sandbox,
+        flattening_enabled=True,
+        flattening_max_depth=2,
+        streams={"flat": {"fields": {"phoneNumber": "contact__phone"}}},
+    )
+    lines = singer_lines("flat", records, schema=schema, key_properties=["id"])
+    run = run_target(tmp_path, config, lines)
+
+    assert run.returncode == 0, run.stderr
+    (customer,) = sandbox.customers()
+    assert customer["phoneNumber"] == "+13052345678"
+    assert customer["externalId"] == "flat:7"
