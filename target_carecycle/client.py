@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -388,33 +389,44 @@ class _Job:
 class UploadDispatcher:
     """Keeps up to `max_concurrent_requests` batches in flight inside the pacing budget.
 
-    Results are handed back on the caller's thread (`submit`, `wait_all`), so outcome
+    Results are handed back on the caller's thread (`make_room`, `wait_all`), so outcome
     bookkeeping needs no locks. A batch sharing an externalId with one in flight waits for it,
     so the newer version of a lead always arrives last.
     """
 
-    def __init__(self, client: LeadUploadClient) -> None:
+    def __init__(
+        self, client: LeadUploadClient, guard: AbstractContextManager[Any] | None = None
+    ) -> None:
         self.client = client
         self._limit = max(1, client.settings.max_concurrent_requests)
         self._pool = ThreadPoolExecutor(self._limit, thread_name_prefix="carecycle-upload")
         self._jobs: list[_Job] = []
+        # Held while jobs change hands, so a stop signal never falls between a batch leaving
+        # one owner and reaching the next (it would then be counted twice or not at all).
+        self._guard = guard or nullcontext()
 
-    def submit(
+    def make_room(self, external_ids: frozenset[str]) -> None:
+        """Block until a batch with these IDs may be queued (limit, ID conflicts).
+
+        Interruptible: nothing changes hands while it waits, except through `_finish`.
+        """
+        for job in [j for j in self._jobs if j.external_ids & external_ids]:
+            self._finish(job)
+        self._reap(block_until_below=self._limit)
+
+    def enqueue(
         self,
         leads: Sequence[Mapping[str, Any]],
+        external_ids: frozenset[str],
         on_done: Callable[[BatchResult], None],
         on_lost: Callable[[], None],
     ) -> None:
-        """Queue a batch; blocks while the in-flight limit is reached or an ID conflicts.
+        """Start a batch now (call `make_room` first; call under the caller's guard).
 
         `on_done` gets the batch's result; `on_lost` runs instead when it was not delivered.
         """
-        ids = frozenset(str(lead.get("externalId")) for lead in leads)
-        for job in [j for j in self._jobs if j.external_ids & ids]:
-            self._finish(job)
-        self._reap(block_until_below=self._limit)
         future = self._pool.submit(self.client.upload, leads)
-        self._jobs.append(_Job(future, ids, on_done, on_lost))
+        self._jobs.append(_Job(future, external_ids, on_done, on_lost))
 
     def wait_all(self) -> None:
         """Block until every submitted batch is delivered (or raise its error)."""
@@ -444,11 +456,13 @@ class UploadDispatcher:
 
     def _finish(self, job: _Job) -> None:
         error = job.future.exception()  # waits; a signal raised here leaves the job queued
-        self._jobs.remove(job)
-        if error is not None:
+        with self._guard:
+            self._jobs.remove(job)
+            if error is None:
+                job.on_done(job.future.result())
+                return
             job.on_lost()
-            raise error
-        job.on_done(job.future.result())
+        raise error
 
     def close(self) -> None:
         """Stop the worker threads (waits for requests already on the wire)."""

@@ -104,7 +104,6 @@ class RunOutcomes:
         self._started = time.monotonic()
         self._last_progress = self._started
         self.errors = 0
-        self.requests = 0
 
     def tally(self, stream: str) -> StreamTally:
         """The counts for `stream` (created on first use)."""
@@ -255,12 +254,12 @@ class RunOutcomes:
             total.reasons.update(tally.reasons)
         return total
 
-    def summary_lines(self) -> list[str]:
+    def summary_lines(self, requests: int = 0) -> list[str]:
         """The end-of-run summary: per stream counts, omitted fields and the top reasons."""
         seconds = time.monotonic() - self._started
         sent = "would send" if self.dry_run else "succeeded"
         head = "target-carecycle summary" + (" (dry run: nothing was sent)" if self.dry_run else "")
-        lines = [f"{head}, {seconds:.1f} s, {self.requests} upload requests"]
+        lines = [f"{head}, {seconds:.1f} s, {requests} upload requests"]
         for stream, tally in sorted(self.tallies.items()):
             lines.append(f"  {stream}: " + _counts_text(tally, sent))
             if tally.omitted:
@@ -273,10 +272,10 @@ class RunOutcomes:
             lines.append("  all streams: " + _counts_text(self.totals(), sent))
         return lines
 
-    def print_summary(self, stream: IO[str] | None = None) -> None:
+    def print_summary(self, requests: int = 0, stream: IO[str] | None = None) -> None:
         """Write the summary to stderr."""
         out = stream or sys.stderr
-        out.write("\n".join(self.summary_lines()) + "\n")
+        out.write("\n".join(self.summary_lines(requests)) + "\n")
         out.flush()
 
     def close(self) -> None:

@@ -157,19 +157,30 @@ class CareCycleSink(BatchSink):
         )
 
     def process_batch(self, context: dict) -> None:
-        """Hand the collected leads to the dispatcher (or, in a dry run, count them)."""
+        """Hand the collected leads to the dispatcher (or, in a dry run, count them).
+
+        The leads stay in this sink's batch until the dispatcher has taken them, so a stop
+        signal at any point leaves each lead counted exactly once.
+        """
         entries = list(self._batch.values())
-        self._batch = {}
         if not entries:
             return
         if self._target.settings.dry_run:
-            self._pretend_sent(entries)
+            with self._target.guarded():
+                self._batch = {}
+                self._pretend_sent(entries)
             return
-        self._target.dispatcher.submit(
-            [entry.lead for entry in entries],
-            on_done=partial(self._record_result, entries),
-            on_lost=partial(self._record_lost, entries),
-        )
+        dispatcher = self._target.dispatcher
+        external_ids = frozenset(self._batch)
+        dispatcher.make_room(external_ids)
+        with self._target.guarded():
+            self._batch = {}
+            dispatcher.enqueue(
+                [entry.lead for entry in entries],
+                external_ids,
+                on_done=partial(self._record_result, entries),
+                on_lost=partial(self._record_lost, entries),
+            )
 
     def _record_result(self, entries: list[PendingLead], result: BatchResult) -> None:
         outcomes, stream = self._outcomes, self.stream_name

@@ -378,7 +378,7 @@ class TargetCareCycle(Target):
         if self._dispatcher is None:
             assert self.settings.client is not None, "no client in a dry run"
             self._client = LeadUploadClient(self.settings.client, stop=self._stop)
-            self._dispatcher = UploadDispatcher(self._client)
+            self._dispatcher = UploadDispatcher(self._client, guard=self._guard)
         return self._dispatcher
 
     def wait_for_deliveries(self) -> None:
@@ -426,28 +426,32 @@ class TargetCareCycle(Target):
                 "Received signal %d: stopping without reading more input", stop.signum
             )
             code = EXIT_SIGNAL_BASE + stop.signum
-            self._settle_after_stop()
+            self._settle_after_stop(may_emit_state=True)
         except (CareCycleError, TooManyRecordErrors) as exc:
             self.logger.error("Run failed: %s", exc)
             code = 1
-            self._settle_after_stop()
+            self._settle_after_stop(may_emit_state=False)
         finally:
-            self.outcomes.requests = self._client.requests_sent if self._client else 0
-            self.outcomes.print_summary()
+            self.outcomes.print_summary(self._client.requests_sent if self._client else 0)
             self.outcomes.close()
             if self._dispatcher is not None:
                 self._dispatcher.close()
         return code
 
-    def _settle_after_stop(self) -> None:
-        """After a stop: record what in-flight batches achieved, count the rest as unsent."""
+    def _settle_after_stop(self, *, may_emit_state: bool) -> None:
+        """After a stop: record what in-flight batches achieved, count the rest as unsent.
+
+        After a signal the last STATE is emitted when every record received has its outcome
+        (it is true then); after a failure none is, so a re-run starts where the last one
+        that finished left off.
+        """
         self._stop.set()
         if self._dispatcher is not None:
             self._dispatcher.settle()
         for sink in [*self._sinks_active.values(), *self._sinks_to_clear]:
             if isinstance(sink, CareCycleSink):
                 sink.abandon_pending()
-        if self._latest_state and self.outcomes.all_settled():
+        if may_emit_state and self._latest_state and self.outcomes.all_settled():
             super()._write_state_message(
                 {**self._latest_state, "target_carecycle": self.outcomes.state_metrics()}
             )

@@ -134,6 +134,12 @@ def test_a_stop_interrupts_the_wait_between_retries():
             client.upload(api_leads(1))
 
 
+def submit(dispatcher: UploadDispatcher, leads: list[dict], on_done=lambda result: None) -> None:
+    ids = frozenset(lead["externalId"] for lead in leads)
+    dispatcher.make_room(ids)
+    dispatcher.enqueue(leads, ids, on_done=on_done, on_lost=lambda: None)
+
+
 def test_batches_sharing_an_external_id_never_race():
     with running_sandbox(SandboxConfig(rate_limit=0, latency=0.2)) as sandbox:
         client = client_for(sandbox.url, sandbox.api_key, max_concurrent_requests=8)
@@ -142,7 +148,7 @@ def test_batches_sharing_an_external_id_never_race():
         for round_ in range(6):
             lead = api_leads(1, start=round_ % 2)[0] | {"firstName": f"Version{round_}"}
             others = api_leads(3, start=100 + 3 * round_)
-            dispatcher.submit([*others, lead], on_done=done.append, on_lost=lambda: None)
+            submit(dispatcher, [*others, lead], on_done=done.append)
         dispatcher.wait_all()
         dispatcher.close()
         names = {c["externalId"]: c["firstName"] for c in sandbox.customers()}
@@ -156,9 +162,7 @@ def test_dispatcher_overlaps_requests_up_to_its_limit():
         client = client_for(sandbox.url, sandbox.api_key, max_concurrent_requests=4)
         dispatcher = UploadDispatcher(client)
         for i in range(4):
-            dispatcher.submit(
-                api_leads(2, start=2 * i), on_done=lambda r: None, on_lost=lambda: None
-            )
+            submit(dispatcher, api_leads(2, start=2 * i))
         assert dispatcher.in_flight == 4
         dispatcher.wait_all()
         assert dispatcher.in_flight == 0

@@ -177,8 +177,38 @@ def test_sigterm_mid_run_settles_in_flight_requests_and_reports_truthfully(tmp_p
     assert summary, stderr
     received = int(re.search(r"received (\d+)", summary[-1]).group(1))
     succeeded = int(re.search(r"succeeded (\d+)", summary[-1]).group(1))
-    unsent = int(re.search(r"not sent \(run stopped\) (\d+)", summary[-1]).group(1))
+    unsent_match = re.search(r"not sent \(run stopped\) (\d+)", summary[-1])
+    assert unsent_match, stderr[-3000:]
+    unsent = int(unsent_match.group(1))
     assert succeeded == stored
     assert received == succeeded + unsent
     assert "Traceback" not in stderr
     assert_nothing_leaked(run, leads, reject_file)
+
+
+def test_sigterm_when_everything_was_delivered_emits_the_true_state(sandbox, tmp_path):
+    config_path = tmp_path / "config.json"
+    config_path.write_text(json.dumps(target_config(sandbox)))
+    proc = subprocess.Popen(
+        [TARGET_EXE, "--config", str(config_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdin is not None
+    for line in singer_lines("leads", api_leads(200), state=TAP_STATE):
+        proc.stdin.write(line + "\n")
+    proc.stdin.flush()  # stdin stays open: the target waits for more input
+    deadline = time.monotonic() + 20
+    while sandbox.stats()["created"] < 200 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=30)
+    run = TargetRun(proc.returncode, stdout, stderr)
+
+    assert run.returncode == 128 + signal.SIGINT
+    assert len(run.states) == 1
+    assert {k: v for k, v in run.states[0].items() if k != "target_carecycle"} == TAP_STATE
+    assert run.states[0]["target_carecycle"]["leads"]["succeeded"] == 200
+    assert "Traceback" not in stderr
