@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -144,51 +145,17 @@ def test_unreachable_api_fails_after_the_retries(tmp_path):
     assert_nothing_leaked(run, leads)
 
 
-def test_sigterm_mid_run_settles_in_flight_requests_and_reports_truthfully(tmp_path):
-    leads = distinctive_leads(LEADS)
-    reject_file = tmp_path / "rejects.jsonl"
-    with running_sandbox(secret_sandbox(latency=0.6)) as sandbox:
-        config = target_config(sandbox, max_concurrent_requests=1, reject_file=str(reject_file))
-        config_path = tmp_path / "config.json"
-        config_path.write_text(json.dumps(config))
-        proc = subprocess.Popen(
-            [TARGET_EXE, "--config", str(config_path)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert proc.stdin is not None
-        for line in singer_lines("leads", leads, state=TAP_STATE):
-            proc.stdin.write(line + "\n")
-        proc.stdin.flush()
-        deadline = time.monotonic() + 20
-        while sandbox.stats()["upload_requests"] < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGTERM)
-        stdout, stderr = proc.communicate(timeout=30)
-        run = TargetRun(proc.returncode, stdout, stderr)
-        stored = sandbox.stats()["created"]
-
-    assert run.returncode == 128 + signal.SIGTERM
-    assert 0 < stored < LEADS
-    assert run.states == []  # leads were left unsent: no state may claim them
-    summary = [line for line in stderr.splitlines() if line.strip().startswith("leads:")]
-    assert summary, stderr
-    received = int(re.search(r"received (\d+)", summary[-1]).group(1))
-    succeeded = int(re.search(r"succeeded (\d+)", summary[-1]).group(1))
-    unsent_match = re.search(r"not sent \(run stopped\) (\d+)", summary[-1])
-    assert unsent_match, stderr[-3000:]
-    unsent = int(unsent_match.group(1))
-    assert succeeded == stored
-    assert received == succeeded + unsent
-    assert "Traceback" not in stderr
-    assert_nothing_leaked(run, leads, reject_file)
-
-
-def test_sigterm_when_everything_was_delivered_emits_the_true_state(sandbox, tmp_path):
+def signal_after(
+    tmp_path: Path,
+    sandbox: RunningSandbox,
+    config: dict,
+    lines: list[str],
+    ready: Callable[[dict], bool],
+    signum: int,
+) -> TargetRun:
+    """Feed `lines` (stdin stays open), wait until the sandbox's stats are `ready`, signal."""
     config_path = tmp_path / "config.json"
-    config_path.write_text(json.dumps(target_config(sandbox)))
+    config_path.write_text(json.dumps(config))
     proc = subprocess.Popen(
         [TARGET_EXE, "--config", str(config_path)],
         stdin=subprocess.PIPE,
@@ -197,18 +164,57 @@ def test_sigterm_when_everything_was_delivered_emits_the_true_state(sandbox, tmp
         text=True,
     )
     assert proc.stdin is not None
-    for line in singer_lines("leads", api_leads(200), state=TAP_STATE):
-        proc.stdin.write(line + "\n")
-    proc.stdin.flush()  # stdin stays open: the target waits for more input
+    proc.stdin.write("".join(line + "\n" for line in lines))
+    proc.stdin.flush()
     deadline = time.monotonic() + 20
-    while sandbox.stats()["created"] < 200 and time.monotonic() < deadline:
+    while not ready(sandbox.stats()) and time.monotonic() < deadline:
         time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     stdout, stderr = proc.communicate(timeout=30)
-    run = TargetRun(proc.returncode, stdout, stderr)
+    return TargetRun(proc.returncode, stdout, stderr)
+
+
+def summary_counts(stderr: str, stream: str) -> dict[str, int]:
+    """The counts on the summary line of `stream`, by label."""
+    line = [text for text in stderr.splitlines() if text.strip().startswith(f"{stream}:")][-1]
+    return {label.strip(): int(n) for label, n in re.findall(r"([a-z ()]+) (\d+)", line)}
+
+
+def test_sigterm_mid_run_settles_in_flight_requests_and_reports_truthfully(tmp_path):
+    leads = distinctive_leads(LEADS)
+    reject_file = tmp_path / "rejects.jsonl"
+    with running_sandbox(secret_sandbox(latency=0.6)) as sandbox:
+        config = target_config(sandbox, max_concurrent_requests=1, reject_file=str(reject_file))
+        lines = list(singer_lines("leads", leads, state=TAP_STATE))
+        run = signal_after(
+            tmp_path, sandbox, config, lines, lambda s: s["upload_requests"] >= 2, signal.SIGTERM
+        )
+        stored = sandbox.stats()["created"]
+
+    assert run.returncode == 128 + signal.SIGTERM
+    assert 0 < stored < LEADS
+    assert run.states == []  # leads were left unsent: no state may claim them
+    counts = summary_counts(run.stderr, "leads")
+    assert counts["succeeded"] == stored
+    assert counts["not sent (run stopped)"] > 0
+    assert counts["received"] == counts["succeeded"] + counts["not sent (run stopped)"]
+    assert "Traceback" not in run.stderr
+    assert_nothing_leaked(run, leads, reject_file)
+
+
+def test_sigint_when_everything_was_delivered_emits_the_true_state(sandbox, tmp_path):
+    lines = list(singer_lines("leads", api_leads(200), state=TAP_STATE))
+    run = signal_after(
+        tmp_path,
+        sandbox,
+        target_config(sandbox),
+        lines,
+        lambda s: s["created"] >= 200,
+        signal.SIGINT,
+    )
 
     assert run.returncode == 128 + signal.SIGINT
     assert len(run.states) == 1
     assert {k: v for k, v in run.states[0].items() if k != "target_carecycle"} == TAP_STATE
     assert run.states[0]["target_carecycle"]["leads"]["succeeded"] == 200
-    assert "Traceback" not in stderr
+    assert "Traceback" not in run.stderr
