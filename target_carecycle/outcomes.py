@@ -112,9 +112,11 @@ class RunOutcomes:
             found = self.tallies[stream] = StreamTally()
         return found
 
-    def received(self, stream: str) -> None:
-        """A record arrived on `stream`."""
-        self.tally(stream).received += 1
+    def received(self, stream: str) -> int:
+        """A record arrived on `stream`; return its position in the stream (from 1)."""
+        tally = self.tally(stream)
+        tally.received += 1
+        return tally.received
 
     def skipped(self, stream: str) -> None:
         """A record of a disabled stream was ignored."""

@@ -70,7 +70,6 @@ class CareCycleSink(BatchSink):
         )
         self._outcomes = target.outcomes
         self._batch: dict[str, PendingLead] = {}
-        self._position = target.stream_positions.get(self.stream_name, 0)
         self._warned_content_hash = False
         self._dry_run_shown = 0
 
@@ -102,18 +101,15 @@ class CareCycleSink(BatchSink):
 
     def process_record(self, record: dict, context: dict) -> None:
         """Map, normalise and validate one record; queue the lead or report the rejection."""
-        target = self._target
-        with target.guarded():
-            self._outcomes.received(self.stream_name)
-            self._position += 1
-            target.stream_positions[self.stream_name] = self._position
+        with self._target.guarded():
+            position = self._outcomes.received(self.stream_name)
             if not self._stream_settings.enabled:
                 self._outcomes.skipped(self.stream_name)
                 return
-            self._collect(record)
+            self._collect(record, position)
 
-    def _collect(self, record: dict[str, Any]) -> None:
-        stream, position = self.stream_name, self._position
+    def _collect(self, record: dict[str, Any], position: int) -> None:
+        stream = self.stream_name
         schema_error = getattr(self._validator, "last_error", None)
         try:
             raw = self._mapper.map_record(record)

@@ -294,7 +294,6 @@ class TargetCareCycle(Target):
             max_record_errors=self.config.get("max_record_errors"),
             dry_run=self.settings.dry_run,
         )
-        self.stream_positions: dict[str, int] = {}
         self._client: LeadUploadClient | None = None
         self._dispatcher: UploadDispatcher | None = None
         self._warn_about_batch_size()
