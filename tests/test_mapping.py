@@ -693,15 +693,12 @@ def test_record_is_not_modified():
 
 # --------------------------------------------------------------------------- docs stay true
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+MAPPING_DOC = Path(__file__).resolve().parent.parent / "docs" / "mapping.md"
 
 
 def mapping_section() -> str:
-    """The README's mapping section (up to the next top-level section)."""
-    text = README.read_text(encoding="utf-8")
-    start = text.index("## Mapping records to careCycle leads")
-    end = text.index("\n## ", start + 1)
-    return text[start:end]
+    """The mapping page (docs/mapping.md), whose tables and examples must stay true."""
+    return MAPPING_DOC.read_text(encoding="utf-8")
 
 
 def doc_configs() -> list[dict[str, Any]]:
