@@ -32,6 +32,7 @@ except ImportError:  # Python < 3.12
 MAX_RECORD_DEPTH = 100
 MESSAGE_TYPES = frozenset({"RECORD", "SCHEMA", "STATE", "ACTIVATE_VERSION", "BATCH"})
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
+_MESSAGE_TYPE_NAME = re.compile(r"[A-Z][A-Z_]{0,39}")
 _decoder = msgspec.json.Decoder(float_hook=decimal.Decimal)
 
 
@@ -65,10 +66,10 @@ class UnusableRecord:
         self.reason = reason
 
 
-def safe_name(value: Any) -> str:
-    """`value` when it looks like a stream or type name, else a placeholder (never content)."""
-    text = str(value) if isinstance(value, str) else ""
-    return text if _SAFE_NAME.fullmatch(text) else "<unprintable name>"
+def safe_name(value: Any, pattern: re.Pattern[str] = _SAFE_NAME) -> str:
+    """`value` when it looks like a stream name (or `pattern`), else a placeholder."""
+    text = value if isinstance(value, str) else ""
+    return text if pattern.fullmatch(text) else "<unprintable name>"
 
 
 def decode_line(line: bytes | str) -> Any:
@@ -194,7 +195,7 @@ def check_message(message: Any) -> str:
     if kind is None:
         raise BadInput("message has no `type`")
     if kind not in MESSAGE_TYPES:
-        raise BadInput(f"unknown message type {safe_name(kind)}")
+        raise BadInput(f"unknown message type {safe_name(kind, _MESSAGE_TYPE_NAME)}")
     if kind == "RECORD":
         _require_stream(message, kind)
         if "record" not in message:
