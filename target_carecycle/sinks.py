@@ -227,7 +227,8 @@ class CareCycleSink(BatchSink):
             for index, entry in enumerate(entries):
                 reason = result.failures.get(index)
                 if reason is None:
-                    outcomes.succeeded(stream, entry.external_id, result.ids.get(index))
+                    found = result.ids.get(index)
+                    outcomes.succeeded(stream, entry.external_id, found, entry.position)
                 else:
                     outcomes.failed(stream, entry.position, entry.external_id, reason, entry.record)
             outcomes.maybe_log_progress()
