@@ -14,7 +14,7 @@ import importlib.util
 import re
 import sys
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import IO, Any
 from urllib.parse import urlsplit, urlunsplit
@@ -250,6 +250,7 @@ class LineCountingReader(MsgSpecReader):
     def __init__(self) -> None:
         super().__init__()
         self.line_number = 0
+        self.done_reading = False
 
     @override
     def process_lines(
@@ -260,18 +261,26 @@ class LineCountingReader(MsgSpecReader):
         """Check and dispatch each line; BadInput from a handler gains the line number."""
         handlers = {getattr(kind, "value", kind): handler for kind, handler in callbacks.items()}
         stats: dict[str, int] = defaultdict(int)
-        for line in _lines(file_input):
+        lines = iter(_binary(file_input if file_input is not None else sys.stdin))
+        while True:
             self.line_number += 1
             try:
+                line = next(lines, None)
+                if line is None:
+                    break
                 if not line.strip():
                     continue
                 message = decode_line(line)
                 kind = check_message(message)
                 handlers[kind](message)
+            except UnicodeDecodeError:  # text input (`--input FILE`) decodes as it reads
+                raise InputLineError(self.line_number, "not valid UTF-8") from None
             except BadInput as exc:
                 error = NoSchemaYetLine if isinstance(exc, NoSchemaYet) else InputLineError
                 raise error(self.line_number, str(exc)) from None
             stats[kind] += 1
+        self.line_number -= 1
+        self.done_reading = True
         return Counter(stats)
 
     @override
@@ -280,18 +289,9 @@ class LineCountingReader(MsgSpecReader):
         return decode_line(line)
 
 
-def _lines(file_input: IO[Any] | None) -> Iterator[bytes | str]:
-    """Lines of `file_input` (default: standard input, as bytes); decoding errors are BadInput."""
-    source: Iterable[Any] = file_input if file_input is not None else sys.stdin.buffer
-    lines = iter(source)
-    while True:
-        try:
-            line = next(lines)
-        except StopIteration:
-            return
-        except UnicodeDecodeError:
-            raise BadInput("not valid UTF-8") from None
-        yield line
+def _binary(source: IO[Any]) -> IO[Any]:
+    """The byte stream under a text file, so a decoding error names its own line."""
+    return getattr(source, "buffer", None) or source
 
 
 # BATCH files

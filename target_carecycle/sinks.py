@@ -142,6 +142,9 @@ class CareCycleSink(BatchSink):
         """Count a record that is not an object (or nests too deep) as received and rejected."""
         with self._target.guarded():
             position = self._outcomes.received(self.stream_name)
+            if not self._stream_settings.enabled:
+                self._outcomes.skipped(self.stream_name)
+                return
             kept = None if type(record) not in (list, str, int, float, bool) else record
             self._outcomes.rejected(self.stream_name, position, None, reason, kept)
         self._outcomes.check_error_limit()

@@ -313,8 +313,10 @@ class TargetCareCycle(Target):
         return code
 
     def _line_reached(self) -> str:
-        line = getattr(self.message_reader, "line_number", 0)
-        return f"line {line}: " if line else ""
+        reader = self.message_reader
+        if not isinstance(reader, LineCountingReader) or reader.done_reading:
+            return ""
+        return f"line {reader.line_number}: " if reader.line_number else ""
 
     def _report_stop(self, reason: str) -> None:
         """One line on stderr saying why the run stops (tracebacks only at debug level)."""

@@ -287,3 +287,34 @@ def test_a_bad_line_against_a_failing_api_stops_without_more_retries(tmp_path):
     assert counts["succeeded"] == 0
     assert counts["not sent (run stopped)"] == 201
     assert run.states == []
+
+
+def test_input_file_with_invalid_utf8_names_the_line(tmp_path, secret_sandbox):
+    """`--input FILE` is read as bytes too, so the bad line is named exactly."""
+    input_file = tmp_path / "input.singer"
+    head = "\n".join([schema_line(), *GOOD]) + "\n"
+    input_file.write_bytes(head.encode() + b'{"type":"RECORD","stream":"leads","record":"\xff"}\n')
+    config_path = tmp_path / "config.json"
+    config_path.write_text(json.dumps(target_config(secret_sandbox)))
+    done = subprocess.run(
+        [TARGET_EXE, "--config", str(config_path), "--input", str(input_file)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1
+    assert stop_line(done.stderr) == "target-carecycle: line 5: not valid UTF-8"
+
+
+def test_a_non_object_record_on_a_disabled_stream_is_skipped(tmp_path, secret_sandbox):
+    config = target_config(secret_sandbox, streams={"leads": {"enabled": False}})
+    lines = [
+        schema_line(),
+        GOOD[0],
+        record_line(None),
+        json.dumps({"type": "STATE", "value": STATE}),
+    ]
+    run = run_target(tmp_path, config, lines)
+    assert run.returncode == 0, run.stderr[-3000:]
+    counts = run.states[-1]["target_carecycle"]["leads"]
+    assert (counts["received"], counts["skipped"], counts["rejected"]) == (2, 2, 0)
