@@ -222,7 +222,12 @@ class TargetCareCycle(Target):
 
     @override
     def _process_activate_version_message(self, message_dict: dict) -> None:
-        """Warn once per stream: careCycle leads have no table versions to switch."""
+        """Warn once per stream: careCycle leads have no table versions to switch.
+
+        Why private: the SDK's handler raises KeyError for a stream with no SCHEMA yet and
+        asks each sink, which warns twice per message. No public hook decides what an
+        ACTIVATE_VERSION means to a target; remove when the SDK warns for unknown streams.
+        """
         stream = safe_name(message_dict["stream"])
         if stream in self._warned_activate_version:
             return
