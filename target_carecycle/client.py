@@ -389,9 +389,16 @@ class _Job:
 class UploadDispatcher:
     """Keeps up to `max_concurrent_requests` batches in flight inside the pacing budget.
 
-    Results are handed back on the caller's thread (`make_room`, `wait_all`), so outcome
-    bookkeeping needs no locks. A batch sharing an externalId with one in flight waits for it,
-    so the newer version of a lead always arrives last.
+    Results are handed back on the caller's thread (`make_room`, `wait_all`, `settle`), so
+    outcome bookkeeping needs no locks. Ordering: batches are handed over in input order for
+    every externalId (the sinks see to that, see `sinks.PendingLeads`), and a batch sharing
+    an externalId with an earlier one never starts before that one is finished, so the newer
+    version of a lead always lands last. Batches that share no externalId overlap freely.
+
+    Handing over a batch is two calls: `make_room(ids)`, then `enqueue(...)`. Between them
+    (and only there) every earlier batch sharing an externalId with the new one is finished,
+    its results handed back: the single point to consult anything that depends on earlier
+    versions having landed (say, a store of what careCycle already holds).
     """
 
     def __init__(
@@ -408,7 +415,10 @@ class UploadDispatcher:
     def make_room(self, external_ids: frozenset[str]) -> None:
         """Block until a batch with these IDs may be queued (limit, ID conflicts).
 
-        Interruptible: nothing changes hands while it waits, except through `_finish`.
+        On return, every batch enqueued earlier that shares an externalId with `external_ids`
+        is finished and its `on_done`/`on_lost` has run; that stays true until the next
+        `enqueue` (results are handed back only on the caller's thread). Interruptible:
+        nothing changes hands while it waits, except through `_finish`.
         """
         for job in [j for j in self._jobs if j.external_ids & external_ids]:
             self._finish(job)

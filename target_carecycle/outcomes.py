@@ -152,19 +152,30 @@ class RunOutcomes:
         self.tally(stream).failed += 1
         self._refused("failed", stream, position, external_id, reason, record)
 
-    def succeeded(self, stream: str, external_id: str, carecycle_id: str | None) -> None:
-        """careCycle accepted a lead (or, in a dry run, it would have been sent)."""
+    def succeeded(
+        self,
+        stream: str,
+        external_id: str,
+        carecycle_id: str | None,
+        position: int | None = None,
+    ) -> None:
+        """careCycle accepted a lead (or, in a dry run, it would have been sent).
+
+        The receipt names the record's position in its stream when known, so every record
+        can be matched to exactly one outcome (results file, reject file, merged log line).
+        """
         self.tally(stream).succeeded += 1
         self._count(stream, "succeeded")
         if self._results is not None:
-            self._results.write(
-                {
-                    "run": self.run_started_at,
-                    "stream": stream,
-                    "externalId": external_id,
-                    "id": carecycle_id,
-                }
-            )
+            receipt: dict[str, Any] = {
+                "run": self.run_started_at,
+                "stream": stream,
+                "externalId": external_id,
+                "id": carecycle_id,
+            }
+            if position is not None:
+                receipt["position"] = position
+            self._results.write(receipt)
 
     def unsent(self, stream: str, count: int) -> None:
         """Leads that were never delivered because the run stopped early."""

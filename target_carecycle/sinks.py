@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -30,6 +30,34 @@ class PendingLead:
     external_id: str
     lead: dict[str, Any]
     record: Mapping[str, Any]
+
+
+class PendingLeads:
+    """Which sink holds each pending lead (collected, not yet dispatched), by externalId.
+
+    This keeps the last version of a lead last across sinks: the SDK retires a sink on a
+    SCHEMA change and drains it only at the end of input, and two streams may carry the same
+    externalId. When a newer version arrives in another sink than the one holding the older
+    version, that older sink is flushed (handed to the dispatcher) first; the dispatcher then
+    keeps the newer batch back until the older one is finished. So an externalId is pending in
+    at most one sink, and batches sharing an externalId are dispatched in input order.
+    """
+
+    def __init__(self) -> None:
+        self._holder: dict[str, CareCycleSink] = {}
+
+    def claim(self, external_id: str, sink: CareCycleSink) -> CareCycleSink | None:
+        """`sink` now holds the lead; return another sink holding an older version, if any."""
+        previous = self._holder.get(external_id)
+        self._holder[external_id] = sink
+        return previous if previous is not None and previous is not sink else None
+
+    def release(self, external_ids: Iterable[str], sink: CareCycleSink) -> None:
+        """`sink` no longer holds these leads (dispatched, counted or abandoned)."""
+        holder = self._holder
+        for external_id in external_ids:
+            if holder.get(external_id) is sink:
+                del holder[external_id]
 
 
 class SchemaCheck:
@@ -106,20 +134,34 @@ class CareCycleSink(BatchSink):
             if not self._stream_settings.enabled:
                 self._outcomes.skipped(self.stream_name)
                 return
-            self._collect(record, position)
+            older = self._collect(record, position)
+        if older is not None:
+            self._target.drain_one(older)  # its older version must be dispatched first
 
-    def _collect(self, record: dict[str, Any], position: int) -> None:
+    def reject_unusable(self, record: Any, reason: str) -> None:
+        """Count a record that is not an object (or nests too deep) as received and rejected."""
+        with self._target.guarded():
+            position = self._outcomes.received(self.stream_name)
+            if not self._stream_settings.enabled:
+                self._outcomes.skipped(self.stream_name)
+                return
+            kept = None if type(record) not in (list, str, int, float, bool) else record
+            self._outcomes.rejected(self.stream_name, position, None, reason, kept)
+        self._outcomes.check_error_limit()
+
+    def _collect(self, record: dict[str, Any], position: int) -> CareCycleSink | None:
+        """Queue the record's lead (or reject it); return a sink holding an older version."""
         stream = self.stream_name
         schema_error = getattr(self._validator, "last_error", None)
         try:
             raw = self._mapper.map_record(record)
         except (ValueError, TypeError) as exc:
             self._reject(position, None, f"record cannot be mapped: {exc}", record)
-            return
+            return None
         external_id = str(raw["externalId"])
         if schema_error:
             self._reject(position, external_id, schema_error, record)
-            return
+            return None
         self._warn_once_about_content_hash()
         result = normalise_lead(
             raw,
@@ -130,11 +172,12 @@ class CareCycleSink(BatchSink):
             self._outcomes.omitted(stream, result.omitted)
         if result.lead is None:
             self._reject(position, external_id, result.rejection or "invalid lead", record)
-            return
+            return None
         replaced = self._batch.pop(external_id, None)
         if replaced is not None:
             self._outcomes.merged(stream, replaced.position, external_id)
         self._batch[external_id] = PendingLead(position, external_id, result.lead, record)
+        return self._target.pending.claim(external_id, self)
 
     def _reject(self, position: int, external_id: str | None, reason: str, record: Any) -> None:
         self._outcomes.rejected(self.stream_name, position, external_id, reason, record)
@@ -161,16 +204,19 @@ class CareCycleSink(BatchSink):
         entries = list(self._batch.values())
         if not entries:
             return
+        external_ids = frozenset(self._batch)
         if self._target.settings.dry_run:
             with self._target.guarded():
                 self._batch = {}
+                self._target.pending.release(external_ids, self)
                 self._pretend_sent(entries)
             return
         dispatcher = self._target.dispatcher
-        external_ids = frozenset(self._batch)
         dispatcher.make_room(external_ids)
+        # Every earlier batch sharing an externalId with this one is finished here.
         with self._target.guarded():
             self._batch = {}
+            self._target.pending.release(external_ids, self)
             dispatcher.enqueue(
                 [entry.lead for entry in entries],
                 external_ids,
@@ -184,7 +230,8 @@ class CareCycleSink(BatchSink):
             for index, entry in enumerate(entries):
                 reason = result.failures.get(index)
                 if reason is None:
-                    outcomes.succeeded(stream, entry.external_id, result.ids.get(index))
+                    found = result.ids.get(index)
+                    outcomes.succeeded(stream, entry.external_id, found, entry.position)
                 else:
                     outcomes.failed(stream, entry.position, entry.external_id, reason, entry.record)
             outcomes.maybe_log_progress()
@@ -196,6 +243,7 @@ class CareCycleSink(BatchSink):
     def abandon_pending(self) -> None:
         """After a stop: leads still waiting in the batch will not be sent."""
         self._outcomes.unsent(self.stream_name, len(self._batch))
+        self._target.pending.release(self._batch, self)
         self._batch = {}
 
     def _pretend_sent(self, entries: list[PendingLead]) -> None:

@@ -9,10 +9,10 @@ import os
 import sys
 import threading
 from types import FrameType
-from typing import Any
+from typing import Any, ClassVar
 
-from singer_sdk.contrib.msgspec import MsgSpecReader
 from singer_sdk.exceptions import ConfigValidationError
+from singer_sdk.helpers.capabilities import CapabilitiesEnum, PluginCapabilities
 from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.target_base import Target
 
@@ -25,7 +25,20 @@ from target_carecycle.client import (
 from target_carecycle.mapping import MappingConfigError
 from target_carecycle.outcomes import OutputFileError, RunOutcomes, TooManyRecordErrors
 from target_carecycle.settings import API_KEY_ENV, CONFIG_SCHEMA, RunSettings, setting_errors
-from target_carecycle.sinks import CareCycleSink
+from target_carecycle.singer_input import (
+    InputLineError,
+    LineCountingReader,
+    NoSchemaYet,
+    batch_records,
+    safe_name,
+    usable_record,
+)
+from target_carecycle.sinks import CareCycleSink, PendingLeads
+
+try:
+    from typing import override  # type: ignore[attr-defined]
+except ImportError:  # Python < 3.12
+    from typing_extensions import override
 
 EXIT_SIGNAL_BASE = 128
 RECORD_AGE_CHECK_EVERY = 1000
@@ -63,7 +76,11 @@ class TargetCareCycle(Target):
 
     name = "target-carecycle"
     default_sink_class = CareCycleSink
-    message_reader_class = MsgSpecReader
+    message_reader_class = LineCountingReader
+    capabilities: ClassVar[list[CapabilitiesEnum]] = [
+        *Target.capabilities,
+        PluginCapabilities.BATCH,
+    ]
 
     config_jsonschema = CONFIG_SCHEMA
 
@@ -72,6 +89,8 @@ class TargetCareCycle(Target):
         self._guard = _SignalGuard()
         self._lean_sinks: dict[str, CareCycleSink] = {}
         self._records_since_age_check = 0
+        self._warned_activate_version: set[str] = set()
+        self.pending = PendingLeads()
         super().__init__(*args, **kwargs)
         self.max_parallelism = 1  # one thread hands batches to the dispatcher, which overlaps them
         self.settings = RunSettings.from_config(self.config)
@@ -139,11 +158,18 @@ class TargetCareCycle(Target):
         """Hand a plain stream's record straight to its sink (same effect, a third of the cost).
 
         Streams with stream maps, flattening, record metadata or schema validation go
-        through the SDK's path unchanged.
+        through the SDK's path unchanged. A record that is not a usable object is rejected.
         """
-        sink = self._lean_sinks.get(message_dict.get("stream"))  # type: ignore[arg-type]
-        record = message_dict.get("record")
-        if sink is None or type(record) is not dict:
+        stream = message_dict["stream"]
+        if stream not in self.mapper.stream_maps:
+            raise NoSchemaYet(f"RECORD for stream '{safe_name(stream)}' arrived before its SCHEMA")
+        record = message_dict["record"]
+        problem = usable_record(record)
+        if problem is not None:
+            self._reject_unusable(stream, record, problem)
+            return
+        sink = self._lean_sinks.get(stream)
+        if sink is None:
             super()._process_record_message(message_dict)
             return
         sink.tally_record_read()
@@ -155,6 +181,63 @@ class TargetCareCycle(Target):
         if self._records_since_age_check >= RECORD_AGE_CHECK_EVERY:
             self._records_since_age_check = 0
             self._handle_max_record_age()
+
+    def _reject_unusable(self, stream: str, record: object, reason: str) -> None:
+        """Count a record that is not an object (or nests too deep) as rejected, on its sink."""
+        sink = self._sink_of(stream)
+        if sink is not None:
+            sink.reject_unusable(record, reason)
+            return
+        with self.guarded():  # a stream whose map sends its records nowhere
+            position = self.outcomes.received(stream)
+            self.outcomes.rejected(stream, position, None, reason, None)
+        self.outcomes.check_error_limit()
+
+    def _sink_of(self, stream: str) -> CareCycleSink | None:
+        """The sink that receives `stream`'s records (its first stream map's)."""
+        for stream_map in self.mapper.stream_maps.get(stream, []):
+            sink = self._sinks_active.get(stream_map.stream_alias)
+            if isinstance(sink, CareCycleSink):
+                return sink
+        return None
+
+    @override
+    def _process_batch_message(self, message_dict: dict) -> None:
+        """Send each record of the batch files through the RECORD path, in file order.
+
+        Why private: the SDK reads a whole batch file and hands its records to
+        `Sink.process_batch` at once, skipping every per-record step (accounting, stream
+        maps, validation, merging, the ordering across sinks). No public hook reads a batch
+        file record by record; remove this when the SDK offers one.
+        """
+        stream = message_dict["stream"]
+        if stream not in self.mapper.stream_maps:
+            raise NoSchemaYet(f"BATCH for stream '{safe_name(stream)}' arrived before its SCHEMA")
+        sink = self._sink_of(stream)
+        batch_config = sink.batch_config if sink is not None else None
+        for url in message_dict["manifest"]:
+            for record in batch_records(message_dict["encoding"], url, batch_config):
+                self._process_record_message({"type": "RECORD", "stream": stream, "record": record})
+            self._handle_max_record_age()
+
+    @override
+    def _process_activate_version_message(self, message_dict: dict) -> None:
+        """Warn once per stream: careCycle leads have no table versions to switch.
+
+        Why private: the SDK's handler raises KeyError for a stream with no SCHEMA yet and
+        asks each sink, which warns twice per message. No public hook decides what an
+        ACTIVATE_VERSION means to a target; remove when the SDK warns for unknown streams.
+        """
+        stream = safe_name(message_dict["stream"])
+        if stream in self._warned_activate_version:
+            return
+        self._warned_activate_version.add(stream)
+        known = "" if message_dict["stream"] in self.mapper.stream_maps else " (no SCHEMA yet)"
+        self.logger.warning(
+            "ACTIVATE_VERSION for stream '%s'%s ignored: careCycle keeps every lead sent",
+            stream,
+            known,
+        )
 
     # Delivery
 
@@ -217,12 +300,33 @@ class TargetCareCycle(Target):
             self.logger.error("Run failed: %s", exc)
             code = 1
             self._settle_after_stop(may_emit_state=False)
+        except InputLineError as exc:
+            self._report_stop(str(exc))
+            code = 1
+            self._settle_after_stop(may_emit_state=False)
+        except Exception as exc:  # a problem no check foresaw: still settle and account
+            self.logger.debug("Unexpected error", exc_info=True)
+            where = self._line_reached()
+            self._report_stop(f"{where}unexpected error ({type(exc).__name__})")
+            code = 1
+            self._settle_after_stop(may_emit_state=False)
         finally:
             self.outcomes.print_summary(self._client.requests_sent if self._client else 0)
             self.outcomes.close()
             if self._dispatcher is not None:
                 self._dispatcher.close()
         return code
+
+    def _line_reached(self) -> str:
+        reader = self.message_reader
+        if not isinstance(reader, LineCountingReader) or reader.done_reading:
+            return ""
+        return f"line {reader.line_number}: " if reader.line_number else ""
+
+    def _report_stop(self, reason: str) -> None:
+        """One line on stderr saying why the run stops (tracebacks only at debug level)."""
+        sys.stderr.write(f"{self.name}: {reason}\n")
+        sys.stderr.flush()
 
     def _settle_after_stop(self, *, may_emit_state: bool) -> None:
         """After a stop: record what in-flight batches achieved, count the rest as unsent.

@@ -144,6 +144,24 @@ def project_yml_for_tests() -> dict[str, Any]:
             extractor["metadata"] = {
                 "public-*": {"replication-method": "INCREMENTAL", "replication-key": "updated_at"}
             }
+            extractor["settings"].append({"name": "batch_config", "kind": "object"})
+    # The same tap writing its records to gzipped JSONL batch files (BATCH messages).
+    extractors.append(
+        {
+            "name": "tap-postgres-batch",
+            "inherit_from": "tap-postgres",
+            "config": {
+                "filter_schemas": ["public"],
+                "batch_config": {
+                    "encoding": {"format": "jsonl", "compression": "gzip"},
+                    "storage": {"root": "file://$PIPELINE_DATA_DIR/batches", "prefix": "crm-"},
+                },
+            },
+            "metadata": {
+                "public-*": {"replication-method": "INCREMENTAL", "replication-key": "updated_at"}
+            },
+        }
+    )
     return project
 
 
