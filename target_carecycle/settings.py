@@ -336,6 +336,7 @@ def check_config(
             check.errors.append(f"{name}: unknown setting{hint}; a misspelt dry run never sends")
         else:
             check.warnings.append(f"unknown setting {name!r} is ignored{hint}")
+    check.errors = list(dict.fromkeys(check.errors))  # one line per problem
     return check
 
 
@@ -411,7 +412,8 @@ def _describe(error: ValidationError) -> str:
     rule = error.validator
     expected = error.validator_value
     if rule == "type":
-        return f"{where}: must be of type {expected}"
+        types = [expected] if isinstance(expected, str) else list(expected)
+        return f"{where}: must be of type {' or '.join(t for t in types if t != 'null')}"
     if rule == "enum":
         return f"{where}: must be one of {', '.join(map(str, expected))}"
     bounds = {
