@@ -19,7 +19,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, quote_plus, urlsplit
+from urllib.parse import quote, quote_plus, unquote, urlsplit
 
 import backoff
 import requests
@@ -156,7 +156,10 @@ class Scrubber:
         """`text` without the key or any personal value sent, on one line, at most `limit`."""
         if self._value_needles is None:
             self._value_needles = _needles(_personal_values(self._leads))
-        clean = self.key_only(text, limit=None)
+        clean = str(text)
+        if "%" in clean:  # decoded, so URL-encoded personal values are found too
+            clean = unquote(clean)
+        clean = self.key_only(clean, limit=None)
         clean = _replace(clean, self._value_needles, VALUE_PLACEHOLDER)
         return clean[:limit]
 
