@@ -96,7 +96,9 @@ class EchoServer:
 
 def echo_text(key: str, leads: list[dict[str, Any]]) -> str:
     """The key in several spellings and every personal value, as a server might echo them."""
-    parts = [f"key={key}", f"enc={quote(key, safe='')}", f"b64={base64.b64encode(key.encode())}"]
+    first = leads[0]
+    parts = [f"key={key}", f"phone={first.get('phoneNumber')}", f"name={first.get('firstName')}"]
+    parts += [f"enc={quote(key, safe='')}", f"b64={base64.b64encode(key.encode())}"]
     for lead in leads:
         parts += [f"{name}={value}" for name, value in lead.items() if name in PERSONAL_FIELDS]
         national = str(lead.get("phoneNumber", ""))[2:]
@@ -203,10 +205,15 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     [
         ("400", 1, "careCycle refused the upload (HTTP 400 BAD_REQUEST <api key>)"),
         ("401", 1, "careCycle refused the API key (HTTP 401)"),
-        ("422", 0, "careCycle validation: <api key> <value>: line one FORGED LOG LINE key=<api"),
-        ("200", 0, "careCycle: line one FORGED LOG LINE key=<api key>"),
+        (
+            "422",
+            0,
+            "careCycle validation: <api key> <value>: line one FORGED LOG LINE key=<api key> "
+            "phone=<value>",
+        ),
+        ("200", 0, "careCycle: line one FORGED LOG LINE key=<api key> phone=<value> name=<value>"),
         ("redirect", 1, "to https://evil.example/steal?k=<api key>&p="),
-        ("503", 1, "HTTP 503 line one FORGED LOG LINE key=<api key> enc=<api key>"),
+        ("503", 1, "HTTP 503 line one FORGED LOG LINE key=<api key> phone=<value> name=<v"),
     ],
 )
 def test_an_echoed_key_or_lead_is_never_printed_or_stored(tmp_path, mode, exit_code, shows):
