@@ -154,14 +154,16 @@ class Scrubber:
 
     def __call__(self, text: object, limit: int = MAX_SERVER_TEXT) -> str:
         """`text` without the key or any personal value sent, on one line, at most `limit`."""
+        clean = self._remove_all(str(text))
+        if "%" in clean:  # and once decoded, so URL-encoded spellings are found too
+            clean = self._remove_all(unquote(clean))
+        return clean[:limit]
+
+    def _remove_all(self, text: str) -> str:
         if self._value_needles is None:
             self._value_needles = _needles(_personal_values(self._leads))
-        clean = str(text)
-        if "%" in clean:  # decoded, so URL-encoded personal values are found too
-            clean = unquote(clean)
-        clean = self.key_only(clean, limit=None)
-        clean = _replace(clean, self._value_needles, VALUE_PLACEHOLDER)
-        return clean[:limit]
+        clean = self.key_only(text, limit=None)
+        return _replace(clean, self._value_needles, VALUE_PLACEHOLDER)
 
     def key_only(self, text: object, limit: int | None = MAX_SERVER_TEXT) -> str:
         """`text` without the key or control characters (for careCycle's ids)."""

@@ -67,12 +67,16 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
     th.Property(
         "source_id",
         th.StringType(min_length=1, pattern=r"\S"),
-        description=("Default `sourceId` for every lead (a stream or record may override)."),
+        description=(
+            "Default `sourceId` for every lead, not empty (a stream or record may override)."
+        ),
     ),
     th.Property(
         "lead_cost",
         th.NumberType(minimum=0),
-        description="Default `leadCost` for every lead (a stream or record may override).",
+        description=(
+            "Default `leadCost` for every lead, 0 or more (a stream or record may override)."
+        ),
     ),
     th.Property(
         "streams",
@@ -115,40 +119,49 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
         "reject_file",
         th.StringType,
         description=(
-            "Path of a JSONL file (mode 0600, appended to) with one line per failed "
-            "or rejected record: stream, position, externalId, status, reason, record."
+            "Path of a JSONL file (mode 0600, appended to; never opened through a "
+            "symlink; folders it needs are created 0700) with one line per failed or "
+            "rejected record: stream, position, externalId, status, reason, record."
         ),
     ),
     th.Property(
         "results_file",
         th.StringType,
-        description="Path of a JSONL receipt: careCycle's `id` for each uploaded externalId.",
+        description=(
+            "Path of a JSONL receipt (mode 0600, never opened through a symlink): "
+            "careCycle's `id` for each uploaded externalId."
+        ),
     ),
     th.Property(
         "max_record_errors",
         th.IntegerType(minimum=0),
         description=(
             "Stop the run (exit 1) once more than this many records failed or were "
-            "rejected. Default: no limit."
+            "rejected (0 or more). Default: no limit."
         ),
     ),
     th.Property(
         "request_timeout",
         th.NumberType(exclusive_minimum=0),
         default=DEFAULT_REQUEST_TIMEOUT,
-        description="Seconds to wait for careCycle to answer one request.",
+        description="Seconds to wait for careCycle to answer one request (more than 0).",
     ),
     th.Property(
         "max_retries",
         th.IntegerType(minimum=0),
         default=DEFAULT_MAX_RETRIES,
-        description="Retries of a batch after a 5xx, timeout or dropped connection.",
+        description=(
+            "Retries of a batch after a 5xx, timeout or dropped connection (0 or more). "
+            "A TLS certificate that fails verification stops the run at once."
+        ),
     ),
     th.Property(
         "max_requests_per_minute",
         th.IntegerType(minimum=1),
         default=DEFAULT_REQUESTS_PER_MINUTE,
-        description="Client-side request budget per minute (careCycle allows 60 per key).",
+        description=(
+            "Client-side request budget per minute, at least 1 (careCycle allows 60 per key)."
+        ),
     ),
     th.Property(
         "max_concurrent_requests",
@@ -160,7 +173,9 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
         "batch_size_rows",
         th.IntegerType(minimum=1),
         default=MAX_BATCH_SIZE,
-        description=("Leads per upload request; above 200 (careCycle's limit) is capped."),
+        description=(
+            "Leads per upload request, at least 1; above 200 (careCycle's limit) is capped."
+        ),
     ),
     th.Property(
         "validate_records",
