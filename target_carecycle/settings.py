@@ -393,8 +393,9 @@ def setting_errors(config: Mapping[str, Any]) -> list[str]:
             f"api_key: required (or set {API_KEY_ENV}; only dry_run: true runs without a key)"
         )
     api_key = config.get("api_key")
-    if isinstance(api_key, str) and re.search(r"[\s\x00-\x1f\x7f]", api_key):
-        errors.append("api_key: must not contain spaces or control characters")
+    if isinstance(api_key, str) and re.search(r"[^\x21-\x7e]", api_key):
+        # Such a key cannot go in a header; requests would quote it in its error message.
+        errors.append("api_key: must be printable ASCII without spaces")
     api_url = config.get("api_url")
     if isinstance(api_url, str) and (problem := check_api_url(api_url)):
         errors.append(f"api_url: {problem}")
