@@ -41,6 +41,8 @@ DEFAULT_REQUESTS_PER_MINUTE = 60
 DEFAULT_MAX_CONCURRENT_REQUESTS = 8
 # Text careCycle sends back is cut to this length once scrubbed (a log line, a reject reason).
 MAX_SERVER_TEXT = 200
+# Layers of %-encoding the scrubber looks through (a URL quoted inside a URL is two).
+MAX_URL_DECODING = 5
 KEY_PLACEHOLDER = "<api key>"
 VALUE_PLACEHOLDER = "<value>"
 # Anything shaped like a careCycle key (`cc_` + 6 or more key characters), even a part of one.
@@ -154,23 +156,29 @@ class Scrubber:
 
     def __call__(self, text: object, limit: int = MAX_SERVER_TEXT) -> str:
         """`text` without the key or any personal value sent, on one line, at most `limit`."""
-        clean = self._remove_all(str(text))
-        if "%" in clean:  # and once decoded, so URL-encoded spellings are found too
-            clean = self._remove_all(unquote(clean))
-        return clean[:limit]
-
-    def _remove_all(self, text: str) -> str:
-        if self._value_needles is None:
-            self._value_needles = _needles(_personal_values(self._leads))
-        clean = self.key_only(text, limit=None)
-        return _replace(clean, self._value_needles, VALUE_PLACEHOLDER)
+        clean = self._remove_exact(str(text))
+        for _ in range(MAX_URL_DECODING):  # each %-decoded layer, so no encoding hides a value
+            decoded = unquote(clean) if "%" in clean else clean
+            if decoded == clean:
+                break
+            clean = self._remove_exact(decoded)
+        return _finish(clean, limit)
 
     def key_only(self, text: object, limit: int | None = MAX_SERVER_TEXT) -> str:
         """`text` without the key or control characters (for careCycle's ids)."""
-        clean = _CONTROL_CHARS.sub(" ", str(text))
-        clean = _replace(clean, self._key_needles, KEY_PLACEHOLDER)
-        clean = _KEY_SHAPED.sub(KEY_PLACEHOLDER, clean)
-        return clean if limit is None else clean[:limit]
+        return _finish(_replace(str(text), self._key_needles, KEY_PLACEHOLDER), limit)
+
+    def _remove_exact(self, text: str) -> str:
+        if self._value_needles is None:
+            self._value_needles = _needles(_personal_values(self._leads))
+        text = _replace(text, self._key_needles, KEY_PLACEHOLDER)
+        return _replace(text, self._value_needles, VALUE_PLACEHOLDER)
+
+
+def _finish(text: str, limit: int | None) -> str:
+    """Key-shaped leftovers out (only after exact matching: it would split a key), one line."""
+    text = _CONTROL_CHARS.sub(" ", _KEY_SHAPED.sub(KEY_PLACEHOLDER, text))
+    return text if limit is None else text[:limit]
 
 
 def _key_variants(api_key: str) -> set[str]:
