@@ -120,6 +120,8 @@ def is_loopback_host(host: str) -> bool:
     host = host.lower()
     if host == "localhost":
         return True
+    if "%" in host:  # an IPv6 zone: "::1%anything" is not a plain loopback literal
+        return False
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
@@ -130,10 +132,12 @@ def is_loopback_host(host: str) -> bool:
 
 
 def _same_host_for_requests(api_url: str, host: str) -> bool:
-    """True when urllib3 (which requests connects with) reads the same host as urllib."""
+    """True when requests can use the URL and connects to the host urllib reads."""
+    prepared = requests.PreparedRequest()
     try:
-        seen = parse_url(api_url).host
-    except ValueError:
+        prepared.prepare_url(api_url.rstrip("/") + UPLOAD_PATH, None)
+        seen = parse_url(prepared.url or "").host
+    except (requests.RequestException, ValueError):
         return False
     return seen is not None and seen.strip("[]").lower() == host.lower()
 
