@@ -44,3 +44,4 @@ def test_a_dry_run_meltano_cannot_read_never_sends(
     assert shows in result.raw, result.tail()
     assert sum(sandbox.stats()["requests"].values()) == 0
     assert sandbox.api_key not in result.raw
+    assert "unknown setting" not in result.raw  # Meltano passes no keys the target lacks
