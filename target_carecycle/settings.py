@@ -364,8 +364,9 @@ def _read_booleans(
     """Turn boolean spellings into booleans; name each setting that is not one.
 
     `TARGET_CARECYCLE_DRY_RUN` is also read when the SDK does not read the environment (no
-    `--config ENV`; Meltano passes its environment on): it must be readable, and true turns
-    the dry run on. The environment can only make a run safer, never send.
+    `--config ENV`): it must be readable, and true turns the dry run on. The environment can
+    only make a run safer, never send. (Meltano replaces the variable with its own reading of
+    the setting, so meltano.yml declares `dry_run` as a string: see docs/security.md.)
     """
     errors: dict[str, str] = {}
     for name, prop in schema.get("properties", {}).items():
