@@ -41,6 +41,8 @@ DEFAULT_REQUESTS_PER_MINUTE = 60
 DEFAULT_MAX_CONCURRENT_REQUESTS = 8
 # Text careCycle sends back is cut to this length once scrubbed (a log line, a reject reason).
 MAX_SERVER_TEXT = 200
+# Server text beyond this is not scanned (scrubbing costs time per personal value sent).
+MAX_SCANNED_TEXT = 4096
 # Layers of %-encoding the scrubber looks through (a URL quoted inside a URL is two).
 MAX_URL_DECODING = 5
 KEY_PLACEHOLDER = "<api key>"
@@ -160,13 +162,20 @@ class Scrubber:
 
     def __call__(self, text: object, limit: int = MAX_SERVER_TEXT) -> str:
         """`text` without the key or any personal value sent, on one line, at most `limit`."""
-        clean = self._remove_exact(str(text))
+        raw = str(text)
+        clean = self._remove_exact(raw[:MAX_SCANNED_TEXT])
         for _ in range(MAX_URL_DECODING):  # each %-decoded layer, so no encoding hides a value
             decoded = unquote(clean) if "%" in clean else clean
             if decoded == clean:
                 break
             clean = self._remove_exact(decoded)
+        if len(raw) > MAX_SCANNED_TEXT:  # the cut may have split a value: drop the tail
+            clean = clean[: max(0, len(clean) - self._longest_needle())]
         return _finish(clean, limit)
+
+    def _longest_needle(self) -> int:
+        needles = [*self._key_needles, *(self._value_needles or [])]
+        return max((len(value) for value, _ in needles), default=0)
 
     def key_only(self, text: object, limit: int | None = MAX_SERVER_TEXT) -> str:
         """`text` without the key or control characters (for careCycle's ids)."""

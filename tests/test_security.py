@@ -303,6 +303,15 @@ def test_the_scrubber(text, expected):
     assert Scrubber(ECHO_KEY, [lead])(text) == expected
 
 
+@pytest.mark.parametrize("at", range(4096 - 30, 4096 + 2))
+def test_a_long_text_cut_before_scanning_never_shows_a_piece_of_the_key(at):
+    text = "x" * at + ECHO_KEY + "y" * 5000
+    out = Scrubber(ECHO_KEY, [{"firstName": "Zebediah"}])(text, limit=10_000)
+    for size in range(6, len(ECHO_KEY) + 1):
+        for start in range(len(ECHO_KEY) - size + 1):
+            assert ECHO_KEY[start : start + size] not in out
+
+
 def test_the_scrubber_keeps_external_ids_and_cuts_long_text_after_scrubbing():
     scrub = Scrubber(ECHO_KEY, [{"externalId": "crm:1", "firstName": "Zebediah"}])
     assert scrub("crm:1 refused") == "crm:1 refused"
