@@ -48,7 +48,7 @@ MAX_URL_DECODING = 5
 KEY_PLACEHOLDER = "<api key>"
 VALUE_PLACEHOLDER = "<value>"
 # Anything shaped like a careCycle key (`cc_` + 6 or more key characters), even a part of one.
-_KEY_SHAPED = re.compile(r"cc_[A-Za-z0-9_\-]{6,}", re.IGNORECASE)
+_KEY_SHAPED = re.compile(r"(?<![A-Za-z0-9])cc_[A-Za-z0-9_\-]{6,}", re.IGNORECASE)
 # Line breaks and other control characters would let server text forge log lines.
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 # Characters that make URL parsers disagree about the host; never needed in a base URL.

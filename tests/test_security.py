@@ -282,6 +282,8 @@ def test_scrubbed_echo_errors_reach_the_batch_result_without_the_key():
         (f"?k={quote_plus(ECHO_KEY)}", "?k=<api key>"),
         (f"basic {base64.b64encode(ECHO_KEY.encode()).decode()}", "basic <api key>=="),
         ("other key cc_live_ABCDEFGH123", "other key <api key>"),
+        ("key=CC_live_ABCDEFGH123;", "key=<api key>;"),
+        ("field acc_holder_name", "field acc_holder_name"),
         ("ZEBEDIAH called", "<value> called"),
         ("phone (312) 847-1928 / 3128471928 / +13128471928", "phone <value> / <value> / <value>"),
         ("dob 03/07/1950", "dob <value>"),
