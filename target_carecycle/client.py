@@ -6,8 +6,12 @@ key or with lead field values: server messages are scrubbed of the values that w
 
 from __future__ import annotations
 
+import base64
+import ipaddress
 import logging
 import math
+import re
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -15,10 +19,11 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, quote_plus, unquote, urlsplit
 
 import backoff
 import requests
+from urllib3.util import parse_url
 
 from target_carecycle.leads import PERSONAL_FIELDS
 from target_carecycle.serialization import dumps_json
@@ -34,7 +39,20 @@ DEFAULT_MAX_RETRIES = 8
 DEFAULT_REQUESTS_PER_MINUTE = 60
 # careCycle answers in 0.2-0.6 s; 8 in flight keep a 600/min budget full (Little's law + slack).
 DEFAULT_MAX_CONCURRENT_REQUESTS = 8
-LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+# Text careCycle sends back is cut to this length once scrubbed (a log line, a reject reason).
+MAX_SERVER_TEXT = 200
+# Server text beyond this is not scanned (scrubbing costs time per personal value sent).
+MAX_SCANNED_TEXT = 4096
+# Layers of %-encoding the scrubber looks through (a URL quoted inside a URL is two).
+MAX_URL_DECODING = 5
+KEY_PLACEHOLDER = "<api key>"
+VALUE_PLACEHOLDER = "<value>"
+# Anything shaped like a careCycle key (`cc_` + 6 or more key characters), even a part of one.
+_KEY_SHAPED = re.compile(r"(?<![A-Za-z0-9])cc_[A-Za-z0-9_\-]{6,}", re.IGNORECASE)
+# Line breaks and other control characters would let server text forge log lines.
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+# Characters that make URL parsers disagree about the host; never needed in a base URL.
+_AMBIGUOUS_URL_CHARS = re.compile(r"[\s\\\x00-\x1f\x7f]")
 
 logger = logging.getLogger("target-carecycle.client")
 
@@ -70,18 +88,162 @@ class _RateLimited(Exception):
 def check_api_url(api_url: str) -> str | None:
     """Return why `api_url` is unusable, or None when it is fine.
 
-    https is required, except plain http to a loopback host (the local sandbox).
+    https is required, except plain http to a loopback host (the local sandbox), decided by
+    parsing alone: the host must be exactly `localhost` or a loopback IP literal. A name is
+    never resolved, so `127.0.0.1.nip.io` or `127.evil.example` stay remote. URLs that parsers
+    could read differently (user info, backslashes, spaces) are refused outright.
     """
-    parts = urlsplit(api_url)
+    if _AMBIGUOUS_URL_CHARS.search(api_url):
+        return "must not contain spaces, backslashes or control characters"
+    try:
+        parts = urlsplit(api_url)
+        port = parts.port
+    except ValueError:
+        return "is not a valid URL"
+    del port  # read only to validate it
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return "must be an http(s) URL such as https://api.carecycle.ai"
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
-        return "must use https (plain http is accepted only for localhost / 127.0.0.1)"
+    if "@" in parts.netloc:
+        return "must not contain a user name or password"
+    if parts.query or parts.fragment or api_url.endswith(("?", "#")):
+        return "must not contain a query or fragment"
+    if not _same_host_for_requests(api_url, parts.hostname):
+        return "is not a valid URL"
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        return "must use https (plain http only to localhost or a loopback IP such as 127.0.0.1)"
     return None
 
 
-def _is_loopback(host: str) -> bool:
-    return host in LOOPBACK_HOSTS or host.startswith("127.")
+def is_loopback_host(host: str) -> bool:
+    """True for exactly `localhost` or an IP literal in 127.0.0.0/8, ::1 or ::ffff:127.x.
+
+    Never resolves a name: that would trust DNS to keep the key on this machine.
+    """
+    host = host.lower()
+    if host == "localhost":
+        return True
+    if "%" in host:  # an IPv6 zone: "::1%anything" is not a plain loopback literal
+        return False
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
+
+
+def _same_host_for_requests(api_url: str, host: str) -> bool:
+    """True when requests can use the URL and connects to the host urllib reads."""
+    prepared = requests.PreparedRequest()
+    try:
+        prepared.prepare_url(api_url.rstrip("/") + UPLOAD_PATH, None)
+        seen = parse_url(prepared.url or "").host
+    except (requests.RequestException, ValueError):
+        return False
+    return seen is not None and seen.strip("[]").lower() == host.lower()
+
+
+class Scrubber:
+    """Makes text careCycle sent back safe to print or store.
+
+    Removes the API key (raw, URL-encoded, base64, and anything shaped like a key) and every
+    personal value of the leads in the batch (also in the spellings careCycle may echo: phone
+    digits, date separators, URL-encoded), and turns control characters into spaces so the
+    text stays one log line. Every message, code, per-record error and header value from
+    careCycle passes through one of these before it reaches a log, an exception, the reject
+    file or the summary.
+    """
+
+    def __init__(self, api_key: str, leads: Sequence[Mapping[str, Any]] = ()) -> None:
+        self._key_needles = _needles(_key_variants(api_key))
+        self._leads = leads
+        self._value_needles: list[tuple[str, str]] | None = None  # built on first use
+
+    def __call__(self, text: object, limit: int = MAX_SERVER_TEXT) -> str:
+        """`text` without the key or any personal value sent, on one line, at most `limit`."""
+        raw = str(text)
+        clean = self._remove_exact(raw[:MAX_SCANNED_TEXT])
+        for _ in range(MAX_URL_DECODING):  # each %-decoded layer, so no encoding hides a value
+            decoded = unquote(clean) if "%" in clean else clean
+            if decoded == clean:
+                break
+            clean = self._remove_exact(decoded)
+        if len(raw) > MAX_SCANNED_TEXT:  # the cut may have split a value: drop the tail
+            clean = clean[: max(0, len(clean) - self._longest_needle())]
+        return _finish(clean, limit)
+
+    def _longest_needle(self) -> int:
+        needles = [*self._key_needles, *(self._value_needles or [])]
+        return max((len(value) for value, _ in needles), default=0)
+
+    def key_only(self, text: object, limit: int | None = MAX_SERVER_TEXT) -> str:
+        """`text` without the key or control characters (for careCycle's ids)."""
+        return _finish(_replace(str(text), self._key_needles, KEY_PLACEHOLDER), limit)
+
+    def _remove_exact(self, text: str) -> str:
+        if self._value_needles is None:
+            self._value_needles = _needles(_personal_values(self._leads))
+        text = _replace(text, self._key_needles, KEY_PLACEHOLDER)
+        return _replace(text, self._value_needles, VALUE_PLACEHOLDER)
+
+
+def _finish(text: str, limit: int | None) -> str:
+    """Key-shaped leftovers out (only after exact matching: it would split a key), one line."""
+    text = _CONTROL_CHARS.sub(" ", _KEY_SHAPED.sub(KEY_PLACEHOLDER, text))
+    return text if limit is None else text[:limit]
+
+
+def _key_variants(api_key: str) -> set[str]:
+    raw = api_key.encode()
+    return {
+        api_key,
+        quote(api_key, safe=""),
+        quote_plus(api_key),
+        base64.b64encode(raw).decode().rstrip("="),
+        base64.urlsafe_b64encode(raw).decode().rstrip("="),
+    } - {""}
+
+
+def _personal_values(leads: Sequence[Mapping[str, Any]]) -> set[str]:
+    """Every personal value sent, with the other spellings careCycle might echo."""
+    found: set[str] = set()
+    for lead in leads:
+        for name, value in lead.items():
+            if name not in PERSONAL_FIELDS or not isinstance(value, str) or not value.strip():
+                continue
+            found.update({value, value.strip(), quote(value, safe=""), quote_plus(value)})
+            if name == "phoneNumber":
+                found.update(_phone_spellings(value))
+            elif name == "dateOfBirth":
+                found.update({value.replace("-", "/"), value.replace("/", "-")})
+    return {value for value in found if value}
+
+
+def _phone_spellings(phone: str) -> set[str]:
+    digits = re.sub(r"\D", "", phone)
+    national = digits[1:] if len(digits) == 11 and digits.startswith("1") else digits
+    spellings = {digits, national}
+    if len(national) == 10:
+        area, exchange, line = national[:3], national[3:6], national[6:]
+        spellings |= {f"({area}) {exchange}-{line}", f"{area}-{exchange}-{line}"}
+        spellings |= {f"{area}.{exchange}.{line}", f"+1 {area} {exchange} {line}"}
+    return {s for s in spellings if len(s) >= 7}
+
+
+def _needles(values: set[str]) -> list[tuple[str, str]]:
+    """(value, casefolded value), longest first so a longer match wins."""
+    return sorted(((v, v.casefold()) for v in values), key=lambda n: -len(n[0]))
+
+
+def _replace(text: str, needles: list[tuple[str, str]], placeholder: str) -> str:
+    """Replace every needle in `text`, ignoring case; values under 3 characters whole-word only."""
+    folded = text.casefold()
+    hits = [value for value, folded_value in needles if folded_value in folded]
+    if not hits:
+        return text
+    alternatives = [re.escape(v) if len(v) >= 3 else rf"(?<!\w){re.escape(v)}(?!\w)" for v in hits]
+    return re.sub("|".join(alternatives), placeholder, text, flags=re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -162,6 +324,8 @@ class LeadUploadClient:
     """Posts batches of leads to careCycle, riding out 429s and transient failures."""
 
     def __init__(self, settings: ClientSettings, stop: threading.Event | None = None) -> None:
+        if problem := check_api_url(settings.api_url):
+            raise FatalApiError(f"api_url: {problem}")
         self.settings = settings
         self.stop = stop or threading.Event()
         self.pacer = RequestPacer(settings.max_requests_per_minute, self.stop)
@@ -176,6 +340,9 @@ class LeadUploadClient:
         session: requests.Session | None = getattr(self._local, "session", None)
         if session is None:
             session = requests.Session()
+            if urlsplit(self.settings.api_url).scheme == "http":
+                # Plain http goes to loopback only: no proxy from the environment may see the key.
+                session.trust_env = False
             session.headers.update(
                 {
                     "x-api-key": self.settings.api_key,
@@ -194,13 +361,14 @@ class LeadUploadClient:
         removed (with careCycle's reasons) and the others are sent again.
         """
         result = BatchResult()
+        scrub = Scrubber(self.settings.api_key, leads)
         pending = list(range(len(leads)))
         while pending:
             body = [leads[i] for i in pending]
-            answer = self._send_with_retries(body)
+            answer = self._send_with_retries(body, scrub)
             result.requests += 1
             if answer.get("code") == "VALIDATION_ERROR":
-                bad = _validation_failures(answer, body)
+                bad = _validation_failures(answer, body, scrub)
                 if not bad:
                     reason = "careCycle VALIDATION_ERROR without record positions"
                     result.failures.update(dict.fromkeys(pending, reason))
@@ -208,11 +376,11 @@ class LeadUploadClient:
                 result.failures.update({pending[pos]: why for pos, why in bad.items()})
                 pending = [p for pos, p in enumerate(pending) if pos not in bad]
                 continue
-            _read_success(answer, body, pending, result)
+            _read_success(answer, body, pending, result, scrub)
             return result
         return result
 
-    def _send_with_retries(self, body: list[Mapping[str, Any]]) -> dict[str, Any]:
+    def _send_with_retries(self, body: list[Mapping[str, Any]], scrub: Scrubber) -> dict[str, Any]:
         """POST once per attempt: waits out 429s, retries transient failures with backoff."""
         payload = dumps_json({"records": body})
         delays = _backoff_delays(self.settings)
@@ -224,7 +392,7 @@ class LeadUploadClient:
             self.pacer.wait_turn()
             attempt += 1
             try:
-                answer = self._post(payload, body)
+                answer = self._post(payload, scrub)
             except _RateLimited as limited:
                 rate_waits += 1
                 if rate_waits > MAX_RATE_LIMIT_WAITS:
@@ -249,19 +417,22 @@ class LeadUploadClient:
             self.pacer.note_success()
             return answer
 
-    def _post(self, payload: bytes, body: list[Mapping[str, Any]]) -> dict[str, Any]:
+    def _post(self, payload: bytes, scrub: Scrubber) -> dict[str, Any]:
         url = self.settings.upload_url
         try:
             response = self._session().post(
                 url, data=payload, timeout=self.settings.request_timeout, allow_redirects=False
             )
+        except requests.exceptions.SSLError as exc:
+            raise _tls_failure(exc, url, scrub) from None
         except requests.Timeout:
             raise _Transient(f"no answer within {self.settings.request_timeout:g} s") from None
-        except requests.ConnectionError as exc:
+        except requests.RequestException as exc:
+            # Only the type: requests' messages quote URLs and header values.
             raise _Transient(f"connection failed ({type(exc).__name__})") from None
         with self._count_lock:
             self.requests_sent += 1
-        return _classify(response, url, body)
+        return _classify(response, url, scrub)
 
 
 def _backoff_delays(settings: ClientSettings) -> Iterator[float]:
@@ -272,28 +443,63 @@ def _backoff_delays(settings: ClientSettings) -> Iterator[float]:
             yield backoff.full_jitter(value)
 
 
-def _classify(
-    response: requests.Response, url: str, body: list[Mapping[str, Any]]
-) -> dict[str, Any]:
-    """Return the JSON body of a usable answer (2xx or VALIDATION_ERROR), else raise."""
+def _tls_failure(exc: requests.exceptions.SSLError, url: str, scrub: Scrubber) -> Exception:
+    """Classify a TLS failure: a refused certificate is fatal, anything else transient.
+
+    Retrying cannot fix a certificate; a handshake cut short is like any dropped connection.
+    """
+    problem = _certificate_problem(exc)
+    if problem is None:
+        return _Transient("TLS handshake failed (SSLError)")
+    host = urlsplit(url).hostname
+    return FatalApiError(
+        f"TLS certificate of {host} failed verification ({scrub.key_only(problem)}): "
+        "stopping; check api_url or the server's certificate"
+    )
+
+
+def _certificate_problem(exc: BaseException) -> str | None:
+    """OpenSSL's reason for refusing the certificate, found in the exception chain."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo:
+        error = todo.pop()
+        if id(error) in seen:
+            continue
+        seen.add(id(error))
+        if isinstance(error, ssl.SSLCertVerificationError):
+            return str(error.verify_message or error.reason or "certificate verify failed")
+        linked = [error.__cause__, error.__context__, getattr(error, "reason", None), *error.args]
+        todo.extend(item for item in linked if isinstance(item, BaseException))
+    if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+        return "certificate verify failed"
+    return None
+
+
+def _classify(response: requests.Response, url: str, scrub: Scrubber) -> dict[str, Any]:
+    """Return the JSON body of a usable answer (2xx or VALIDATION_ERROR), else raise.
+
+    Every piece of the answer that reaches a message (code, message, Location) is scrubbed.
+    """
     status = response.status_code
     answer = _json_body(response)
-    code = str(answer.get("code") or "")
+    code = answer.get("code")
     if code == "VALIDATION_ERROR" or 200 <= status < 300:
         return answer
     if status == 429:
         raise _RateLimited(_retry_after(answer, response.headers))
+    code_text = f"HTTP {status} {scrub(code or '', limit=60)}".strip()
     if status >= 500:
-        raise _Transient(f"HTTP {status} {code}".strip())
+        raise _Transient(code_text)
     if status in (401, 403):
         raise FatalApiError(f"careCycle refused the API key (HTTP {status}): check api_key")
     if status == 404:
         raise FatalApiError(f"careCycle answered 404 NOT_FOUND for POST {url}: check api_url")
     if 300 <= status < 400:
-        where = response.headers.get("Location", "?")
+        where = scrub(response.headers.get("Location", "?"))
         raise FatalApiError(f"careCycle redirected POST {url} to {where}: check api_url")
-    message = _scrub(str(answer.get("message") or ""), body)[:200]
-    raise FatalApiError(f"careCycle refused the upload (HTTP {status} {code}): {message}".strip())
+    message = scrub(answer.get("message") or "")
+    raise FatalApiError(f"careCycle refused the upload ({code_text}): {message}".strip())
 
 
 def _json_body(response: requests.Response) -> dict[str, Any]:
@@ -317,15 +523,15 @@ def _retry_after(answer: Mapping[str, Any], headers: Mapping[str, str]) -> float
 
 
 def _validation_failures(
-    answer: Mapping[str, Any], body: list[Mapping[str, Any]]
+    answer: Mapping[str, Any], body: list[Mapping[str, Any]], scrub: Scrubber
 ) -> dict[int, str]:
     """Map positions named by a VALIDATION_ERROR answer to careCycle's reasons."""
     messages: dict[int, list[str]] = {}
     for error in _dicts(answer.get("errors")):
         path = error.get("path")
         if isinstance(path, list) and len(path) >= 2 and isinstance(path[1], int):
-            where = ".".join(str(p) for p in path[2:]) or "record"
-            text = _scrub(str(error.get("message") or error.get("code") or "invalid"), body)
+            where = scrub(".".join(str(p) for p in path[2:]), limit=60) or "record"
+            text = scrub(error.get("message") or error.get("code") or "invalid")
             messages.setdefault(path[1], []).append(f"{where}: {text}")
     positions = {
         item["index"]
@@ -344,6 +550,7 @@ def _read_success(
     body: list[Mapping[str, Any]],
     pending: list[int],
     result: BatchResult,
+    scrub: Scrubber,
 ) -> None:
     """Record a 200: `errors` items (matched by externalId) failed, every other lead succeeded."""
     position_by_id = {lead.get("externalId"): pos for pos, lead in enumerate(body)}
@@ -353,7 +560,7 @@ def _read_success(
         if pos is None:
             unmatched += 1
             continue
-        text = _scrub(str(error.get("error") or "refused"), body)
+        text = scrub(error.get("error") or "refused")
         result.failures[pending[pos]] = f"careCycle: {text}"
     if unmatched:
         logger.warning("careCycle reported %d errors that match no externalId sent", unmatched)
@@ -362,20 +569,11 @@ def _read_success(
         index = pending[pos]
         if index not in result.failures:
             found = ids.get(lead.get("externalId"))
-            result.ids[index] = str(found) if found is not None else None
+            result.ids[index] = scrub.key_only(found) if found is not None else None
 
 
 def _dicts(value: Any) -> list[dict[str, Any]]:
     return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
-
-
-def _scrub(text: str, body: list[Mapping[str, Any]]) -> str:
-    """Remove any personal value that was sent from a server message."""
-    for lead in body:
-        for name, value in lead.items():
-            if name in PERSONAL_FIELDS and isinstance(value, str) and len(value) >= 3:
-                text = text.replace(value, "<value>")
-    return text
 
 
 @dataclass
@@ -487,7 +685,9 @@ __all__ = [
     "FatalApiError",
     "LeadUploadClient",
     "RequestPacer",
+    "Scrubber",
     "UploadDispatcher",
     "UploadInterrupted",
     "check_api_url",
+    "is_loopback_host",
 ]

@@ -7,8 +7,10 @@ stops early). Logs name a record by stream, position and externalId, never by pe
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import stat
 import sys
 import time
 from collections import Counter
@@ -63,15 +65,34 @@ class OutputFileError(Exception):
 
 
 class _JsonlFile:
-    """A JSONL file (mode 0600, parents made as needed) that each run appends to."""
+    """A JSONL file that each run appends to, private to its owner.
+
+    It holds personal data, so: the file is 0600 (an existing one is made so), the folders
+    the target creates for it are 0700, and a symbolic link or anything but a regular file
+    at the path is refused (a link could point the data anywhere).
+    """
 
     def __init__(self, setting: str, path: str) -> None:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW
+        fd = -1
         try:
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            _make_private_folders(os.path.dirname(os.path.abspath(path)))
+            if os.path.lexists(path) and not stat.S_ISREG(os.lstat(path).st_mode):
+                raise OutputFileError(_refusal(setting, path))
+            fd = os.open(path, flags, 0o600)
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise OutputFileError(_refusal(setting, path))
+            os.fchmod(fd, 0o600)
         except OSError as exc:
-            raise OutputFileError(f"{setting}: cannot write {path}: {exc.strerror}") from None
-        os.fchmod(fd, 0o600)
+            if fd >= 0:
+                os.close(fd)
+            if exc.errno == errno.ELOOP:
+                raise OutputFileError(_refusal(setting, path)) from None
+            raise OutputFileError(f"{setting}: cannot write the file ({exc.strerror})") from None
+        except OutputFileError:
+            if fd >= 0:
+                os.close(fd)
+            raise
         self._file: IO[bytes] = os.fdopen(fd, "wb")
 
     def write(self, item: Mapping[str, Any]) -> None:
@@ -298,6 +319,28 @@ class RunOutcomes:
         for handle in (self._rejects, self._results):
             if handle is not None:
                 handle.close()
+
+
+def _make_private_folders(folder: str) -> None:
+    """Create the missing folders on the way to `folder`, each 0700; existing ones stay."""
+    missing = []
+    while not os.path.isdir(folder):
+        missing.append(folder)
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            break
+        folder = parent
+    for created in reversed(missing):
+        try:
+            os.mkdir(created, 0o700)
+        except FileExistsError:
+            continue  # made meanwhile, or a file: opening the path will say so
+        os.chmod(created, 0o700)  # whatever the umask
+
+
+def _refusal(setting: str, path: str) -> str:
+    kind = "a symbolic link" if os.path.islink(path) else "not a regular file"
+    return f"{setting}: the path is {kind}; give the path of a regular file"
 
 
 def mask_lead(lead: Mapping[str, Any]) -> dict[str, Any]:

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import difflib
+import json
+import math
+import os
+import re
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from jsonschema import Draft7Validator
 from jsonschema.exceptions import ValidationError
 from singer_sdk import typing as th
+
+# No public SDK function loads the .env file and parses string settings the way the SDK does;
+# this one is what PluginBase._env_var_config calls. Remove with the `_env_var_config` override.
+from singer_sdk.configuration._dict_config import parse_environment_config
 
 from target_carecycle.client import (
     DEFAULT_MAX_CONCURRENT_REQUESTS,
@@ -21,8 +30,16 @@ from target_carecycle.client import (
 )
 from target_carecycle.mapping import MappingConfigError, StreamSettings, parse_streams_setting
 
-API_KEY_ENV = "TARGET_CARECYCLE_API_KEY"
+ENV_PREFIX = "TARGET_CARECYCLE_"
+API_KEY_ENV = f"{ENV_PREFIX}API_KEY"
+DRY_RUN_ENV = f"{ENV_PREFIX}DRY_RUN"
 DEFAULT_API_URL = "https://api.carecycle.ai"
+# Threads and sockets are bounded: 32 requests in flight at careCycle's 0.2-0.6 s per answer
+# carry ~3,000 requests/min, far above any budget a key gets (60/min by default).
+MAX_CONCURRENT_REQUESTS_LIMIT = 32
+TRUE_SPELLINGS = frozenset({"true", "yes", "on", "1"})
+FALSE_SPELLINGS = frozenset({"false", "no", "off", "0"})
+BOOLEAN_RULE = "must be true or false (yes/no, on/off, 1/0 also accepted, any case)"
 
 CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
     th.Property(
@@ -32,7 +49,8 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
         title="API key",
         description=(
             "careCycle API key (starts with `cc_`; x-api-key header). Required unless "
-            f"`dry_run`. Falls back to the `{API_KEY_ENV}` environment variable."
+            f"`dry_run`. Falls back to the `{API_KEY_ENV}` environment variable. Never "
+            "printed or written anywhere."
         ),
     ),
     th.Property(
@@ -42,18 +60,23 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
         title="API base URL",
         description=(
             "Base URL of the careCycle API. Must be https; plain http is accepted only "
-            "for loopback hosts (the local sandbox)."
+            "when the host is exactly `localhost` or a loopback IP such as 127.0.0.1 "
+            "(the local sandbox). No user info, query or fragment."
         ),
     ),
     th.Property(
         "source_id",
-        th.StringType,
-        description=("Default `sourceId` for every lead (a stream or record may override)."),
+        th.StringType(min_length=1, pattern=r"\S"),
+        description=(
+            "Default `sourceId` for every lead, not empty (a stream or record may override)."
+        ),
     ),
     th.Property(
         "lead_cost",
-        th.NumberType,
-        description="Default `leadCost` for every lead (a stream or record may override).",
+        th.NumberType(minimum=0),
+        description=(
+            "Default `leadCost` for every lead, 0 or more (a stream or record may override)."
+        ),
     ),
     th.Property(
         "streams",
@@ -87,58 +110,72 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
         "dry_run",
         th.BooleanType,
         default=False,
-        description="Map and validate every record, write the reject file, send nothing.",
+        description=(
+            "Map and validate every record, write the reject file, send nothing. "
+            f"`{DRY_RUN_ENV}` set to a true value turns it on even without `--config ENV`."
+        ),
     ),
     th.Property(
         "reject_file",
         th.StringType,
         description=(
-            "Path of a JSONL file (mode 0600, appended to) with one line per failed "
-            "or rejected record: stream, position, externalId, status, reason, record."
+            "Path of a JSONL file (mode 0600, appended to; never opened through a "
+            "symlink; folders it needs are created 0700) with one line per failed or "
+            "rejected record: stream, position, externalId, status, reason, record."
         ),
     ),
     th.Property(
         "results_file",
         th.StringType,
-        description="Path of a JSONL receipt: careCycle's `id` for each uploaded externalId.",
+        description=(
+            "Path of a JSONL receipt (mode 0600, never opened through a symlink): "
+            "careCycle's `id` for each uploaded externalId."
+        ),
     ),
     th.Property(
         "max_record_errors",
-        th.IntegerType,
+        th.IntegerType(minimum=0),
         description=(
             "Stop the run (exit 1) once more than this many records failed or were "
-            "rejected. Default: no limit."
+            "rejected (0 or more). Default: no limit."
         ),
     ),
     th.Property(
         "request_timeout",
-        th.NumberType,
+        th.NumberType(exclusive_minimum=0),
         default=DEFAULT_REQUEST_TIMEOUT,
-        description="Seconds to wait for careCycle to answer one request.",
+        description="Seconds to wait for careCycle to answer one request (more than 0).",
     ),
     th.Property(
         "max_retries",
-        th.IntegerType,
+        th.IntegerType(minimum=0),
         default=DEFAULT_MAX_RETRIES,
-        description="Retries of a batch after a 5xx, timeout or dropped connection.",
+        description=(
+            "Retries of a batch after a 5xx, timeout or dropped connection (0 or more). "
+            "A TLS certificate that fails verification stops the run at once."
+        ),
     ),
     th.Property(
         "max_requests_per_minute",
-        th.IntegerType,
+        th.IntegerType(minimum=1),
         default=DEFAULT_REQUESTS_PER_MINUTE,
-        description="Client-side request budget per minute (careCycle allows 60 per key).",
+        description=(
+            "Client-side request budget per minute, at least 1 (careCycle allows 60 per key)."
+        ),
     ),
     th.Property(
         "max_concurrent_requests",
-        th.IntegerType,
+        th.IntegerType(minimum=1, maximum=MAX_CONCURRENT_REQUESTS_LIMIT),
         default=DEFAULT_MAX_CONCURRENT_REQUESTS,
-        description="Upload requests in flight at once, within the per-minute budget.",
+        description=("Upload requests in flight at once (1 to 32), within the per-minute budget."),
     ),
     th.Property(
         "batch_size_rows",
-        th.IntegerType,
+        th.IntegerType(minimum=1),
         default=MAX_BATCH_SIZE,
-        description=("Leads per upload request; above 200 (careCycle's limit) is capped."),
+        description=(
+            "Leads per upload request, at least 1; above 200 (careCycle's limit) is capped."
+        ),
     ),
     th.Property(
         "validate_records",
@@ -168,7 +205,8 @@ class RunSettings:
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> RunSettings:
         """Build from a validated config."""
-        dry_run = bool(config.get("dry_run", False))
+        # Anything but a clear false (a value that skipped the checks) is a dry run, never a send.
+        dry_run = config.get("dry_run") not in (False, None)
         client = None
         if not dry_run:
             client = ClientSettings(
@@ -195,24 +233,194 @@ class RunSettings:
         )
 
 
-def setting_errors(config: Mapping[str, Any], schema: dict[str, Any]) -> list[str]:
-    """One line per problem, naming the setting; never echoes a value."""
-    errors = [_describe(error) for error in Draft7Validator(schema).iter_errors(config)]
-    if not config.get("dry_run") and not config.get("api_key"):
+@dataclass(frozen=True)
+class UnreadableEnvValue:
+    """Stands in a config for an environment value that does not parse (never holds it)."""
+
+    variable: str
+    expected: str
+
+
+def read_env_settings(schema: Mapping[str, Any], prefix: str = ENV_PREFIX) -> dict[str, Any]:
+    """Settings from `<prefix><SETTING>` environment variables, parsed strictly.
+
+    The SDK reads an unknown boolean spelling as false and lets `int()` raise; here a value
+    that does not parse becomes an `UnreadableEnvValue`, which `check_config` reports.
+    """
+    properties: Mapping[str, Any] = schema.get("properties", {})
+    strings = {name: prop for name, prop in properties.items() if not _json_types(prop)}
+    # Loads the .env file as the SDK does, and reads plain string settings.
+    found: dict[str, Any] = parse_environment_config({"properties": strings}, prefix)
+    for name, prop in properties.items():
+        variable = prefix + name.upper().replace("-", "_")
+        if name not in strings and variable in os.environ:
+            found[name] = _parse_env_value(os.environ[variable], variable, _json_types(prop))
+    return found
+
+
+def _json_types(prop: Mapping[str, Any]) -> set[str]:
+    """The non-string JSON types a setting's schema allows (empty for plain strings)."""
+    declared = prop.get("type", [])
+    types = {declared} if isinstance(declared, str) else set(declared)
+    for option in prop.get("anyOf", []) + prop.get("oneOf", []):
+        types |= _json_types(option)
+    return types - {"string", "null"}
+
+
+def _parse_env_value(raw: str, variable: str, types: set[str]) -> Any:
+    text = raw.strip()
+    if "boolean" in types:
+        value = parse_boolean(text)
+        return UnreadableEnvValue(variable, BOOLEAN_RULE) if value is None else value
+    if "integer" in types:
+        if re.fullmatch(r"[+-]?\d+", text):
+            return int(text)
+        return UnreadableEnvValue(variable, "must be a whole number")
+    if "number" in types:
+        try:
+            number = float(text)
+        except ValueError:
+            number = math.nan
+        if math.isfinite(number):
+            return int(number) if re.fullmatch(r"[+-]?\d+", text) else number
+        return UnreadableEnvValue(variable, "must be a finite number")
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        parsed = None
+    if "object" in types and isinstance(parsed, dict):
+        return parsed
+    if "array" in types:
+        if isinstance(parsed, list):
+            return parsed
+        return [part.strip() for part in text.split(",")] if text else []
+    return UnreadableEnvValue(variable, "must be a JSON object")
+
+
+def parse_boolean(value: Any) -> bool | None:
+    """True/False for a boolean or one of the usual spellings (any case), else None."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in TRUE_SPELLINGS:
+            return True
+        if text in FALSE_SPELLINGS:
+            return False
+    return None
+
+
+@dataclass
+class ConfigCheck:
+    """What `check_config` found: errors stop the run, warnings are logged."""
+
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def check_config(
+    config: MutableMapping[str, Any],
+    schema: Mapping[str, Any],
+    environ: Mapping[str, str] | None = None,
+) -> ConfigCheck:
+    """Complete `config` in place (key from the environment, booleans) and check it.
+
+    Every line names the setting and never echoes a value. Runs before any input is read.
+    """
+    environ = os.environ if environ is None else environ
+    check = ConfigCheck()
+    if not config.get("api_key") and environ.get(API_KEY_ENV):
+        config["api_key"] = environ[API_KEY_ENV]
+    if isinstance(config.get("api_key"), str):
+        config["api_key"] = config["api_key"].strip()
+    problems = {
+        name: f"{name}: {value.variable} {value.expected}"
+        for name, value in config.items()
+        if isinstance(value, UnreadableEnvValue)
+    }
+    problems.update(_read_booleans(config, schema, environ, skip=set(problems)))
+    check.errors += problems.values()
+    readable = {k: v for k, v in config.items() if k not in problems}
+    check.errors += [_describe(e) for e in Draft7Validator(schema).iter_errors(readable)]
+    check.errors += setting_errors(readable)
+    for name, nearest in unknown_settings(config, schema).items():
+        hint = f" (did you mean {nearest}?)" if nearest else ""
+        if nearest == "dry_run" and parse_boolean(config[name]) is not False:
+            check.errors.append(f"{name}: unknown setting{hint}; a misspelt dry run never sends")
+        else:
+            check.warnings.append(f"unknown setting {name!r} is ignored{hint}")
+    check.errors = list(dict.fromkeys(check.errors))  # one line per problem
+    return check
+
+
+def _read_booleans(
+    config: MutableMapping[str, Any],
+    schema: Mapping[str, Any],
+    environ: Mapping[str, str],
+    skip: set[str],
+) -> dict[str, str]:
+    """Turn boolean spellings into booleans; name each setting that is not one.
+
+    `TARGET_CARECYCLE_DRY_RUN` is also read when the SDK does not read the environment (no
+    `--config ENV`): it must be readable, and true turns the dry run on. The environment can
+    only make a run safer, never send. (Meltano replaces the variable with its own reading of
+    the setting, so meltano.yml declares `dry_run` as a string: see docs/security.md.)
+    """
+    errors: dict[str, str] = {}
+    for name, prop in schema.get("properties", {}).items():
+        if "boolean" not in _json_types(prop) or name in skip or config.get(name) is None:
+            continue
+        value = parse_boolean(config[name])
+        if value is None:
+            errors[name] = f"{name}: {BOOLEAN_RULE}"
+        else:
+            config[name] = value
+    if DRY_RUN_ENV in environ and "dry_run" not in skip:
+        from_env = parse_boolean(environ[DRY_RUN_ENV])
+        if from_env is None:
+            errors["dry_run"] = f"dry_run: {DRY_RUN_ENV} {BOOLEAN_RULE}"
+        elif from_env:
+            config["dry_run"] = True
+    return errors
+
+
+def setting_errors(config: Mapping[str, Any]) -> list[str]:
+    """Checks JSON schema cannot express; one line per problem, never echoing a value."""
+    errors = []
+    if config.get("dry_run") is not True and not config.get("api_key"):
         errors.append(
             f"api_key: required (or set {API_KEY_ENV}; only dry_run: true runs without a key)"
         )
+    api_key = config.get("api_key")
+    if isinstance(api_key, str) and re.search(r"[^\x21-\x7e]", api_key):
+        # Such a key cannot go in a header; requests would quote it in its error message.
+        errors.append("api_key: must be printable ASCII without spaces")
     api_url = config.get("api_url")
     if isinstance(api_url, str) and (problem := check_api_url(api_url)):
         errors.append(f"api_url: {problem}")
-    batch = config.get("batch_size_rows")
-    if isinstance(batch, int) and batch < 1:
-        errors.append("batch_size_rows: must be at least 1")
+    for name, value in config.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            errors.append(f"{name}: must be a finite number")
     try:
         parse_streams_setting(config.get("streams"))
     except MappingConfigError as exc:
         errors.append(str(exc))
     return errors
+
+
+def unknown_settings(config: Mapping[str, Any], schema: Mapping[str, Any]) -> dict[str, str]:
+    """Top-level settings the target does not know, each with the nearest known name or "".
+
+    Worth a warning, not an error: Meltano and other runners may pass extra keys.
+    """
+    known = list(schema.get("properties", {}))
+    found = {}
+    for name in sorted(key for key in config if key not in known):
+        nearest = difflib.get_close_matches(str(name).lower(), known, n=1, cutoff=0.6)
+        found[name] = nearest[0] if nearest else ""
+    return found
 
 
 def _describe(error: ValidationError) -> str:
@@ -221,10 +429,21 @@ def _describe(error: ValidationError) -> str:
     rule = error.validator
     expected = error.validator_value
     if rule == "type":
-        return f"{where}: must be of type {expected}"
+        types = [expected] if isinstance(expected, str) else list(expected)
+        return f"{where}: must be of type {' or '.join(t for t in types if t != 'null')}"
     if rule == "enum":
         return f"{where}: must be one of {', '.join(map(str, expected))}"
-    if rule in ("minimum", "maximum", "minLength", "maxLength", "minItems", "maxItems"):
+    bounds = {
+        "minimum": "at least",
+        "maximum": "at most",
+        "exclusiveMinimum": "greater than",
+        "exclusiveMaximum": "less than",
+    }
+    if rule in bounds:
+        return f"{where}: must be {bounds[str(rule)]} {expected}"
+    if rule == "minLength" or (rule == "pattern" and expected == r"\S"):
+        return f"{where}: must not be empty"
+    if rule in ("maxLength", "minItems", "maxItems"):
         return f"{where}: violates {rule} {expected}"
     if rule == "required":
         return f"{where}: {error.message}"

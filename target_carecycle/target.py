@@ -5,13 +5,13 @@ Settings (schema, checks, RunSettings) live in `settings.py`.
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 from types import FrameType
 from typing import Any, ClassVar
 
 from singer_sdk.exceptions import ConfigValidationError
+from singer_sdk.helpers._classproperty import classproperty
 from singer_sdk.helpers.capabilities import CapabilitiesEnum, PluginCapabilities
 from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.target_base import Target
@@ -24,7 +24,12 @@ from target_carecycle.client import (
 )
 from target_carecycle.mapping import MappingConfigError
 from target_carecycle.outcomes import OutputFileError, RunOutcomes, TooManyRecordErrors
-from target_carecycle.settings import API_KEY_ENV, CONFIG_SCHEMA, RunSettings, setting_errors
+from target_carecycle.settings import (
+    CONFIG_SCHEMA,
+    RunSettings,
+    check_config,
+    read_env_settings,
+)
 from target_carecycle.singer_input import (
     InputLineError,
     LineCountingReader,
@@ -35,9 +40,9 @@ from target_carecycle.singer_input import (
 )
 from target_carecycle.sinks import CareCycleSink, PendingLeads
 
-try:
-    from typing import override  # type: ignore[attr-defined]
-except ImportError:  # Python < 3.12
+if sys.version_info >= (3, 12):
+    from typing import override
+else:  # singer-sdk brings typing_extensions on Python < 3.13
     from typing_extensions import override
 
 EXIT_SIGNAL_BASE = 128
@@ -121,16 +126,32 @@ class TargetCareCycle(Target):
         super().append_builtin_config(config_jsonschema)
         config_jsonschema["properties"].pop("load_method", None)
 
+    # The SDK reads an env boolean it does not recognise as false (TARGET_CARECYCLE_DRY_RUN=maybe
+    # would send) and lets int() raise a traceback. No public hook parses env settings, so this
+    # replaces the private classproperty that PluginBase.__init__ merges into the config; the
+    # values that do not parse are reported by `_validate_config`. Remove once the SDK rejects
+    # unknown spellings itself (or offers a hook for env parsing).
+    @classproperty
+    @override
+    def _env_var_config(cls) -> dict[str, Any]:
+        """Settings from TARGET_CARECYCLE_* environment variables, parsed strictly."""
+        schema = cls.config_jsonschema
+        cls.append_builtin_config(schema)
+        return read_env_settings(schema, cls._env_var_prefix)
+
+    # Private SDK method, overridden since the start of this project: the SDK's own check echoes
+    # values in its messages and knows no rule beyond the schema. No public hook exists.
+    @override
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
         """Check settings with messages that name the setting and never echo a value."""
-        if not self._config.get("api_key") and os.environ.get(API_KEY_ENV):
-            self._config["api_key"] = os.environ[API_KEY_ENV]
         schema = self.config_jsonschema
         self.append_builtin_config(schema)
-        errors = setting_errors(self._config, schema)
-        if errors and raise_errors:
-            raise ConfigValidationError("Invalid config", errors=errors)
-        return errors
+        check = check_config(self._config, schema)
+        for warning in check.warnings:
+            self.logger.warning("Config: %s", warning)
+        if check.errors and raise_errors:
+            raise ConfigValidationError("Invalid config", errors=check.errors)
+        return check.errors
 
     # Records: a lean path for plain streams, the SDK's own path for everything else
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from target_carecycle.sandbox import RunningSandbox
+from target_carecycle.sandbox.server import DEFAULT_API_KEY
 
 TARGET_EXE = str(Path(sys.executable).parent / "target-carecycle")
 
@@ -64,4 +65,12 @@ def run_target(
         env=run_env,
         check=False,
     )
+    assert_no_key_in(config, env, done.stdout, done.stderr)
     return TargetRun(done.returncode, done.stdout, done.stderr)
+
+
+def assert_no_key_in(config: dict[str, Any], env: dict[str, str] | None, *outputs: str) -> None:
+    """Every run of the executable in the suite checks it never printed a key it was given."""
+    given = [config.get("api_key"), (env or {}).get("TARGET_CARECYCLE_API_KEY"), DEFAULT_API_KEY]
+    for key in (k for k in given if isinstance(k, str) and len(k) >= 6):
+        assert all(key not in output for output in outputs), "the API key appeared in the output"
