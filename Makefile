@@ -45,6 +45,7 @@ lint: install
 	$(BIN)/ruff check target_carecycle tests benchmarks scripts noxfile.py
 	$(BIN)/ruff format --check target_carecycle tests benchmarks scripts noxfile.py
 	$(BIN)/mypy
+	$(BIN)/mypy tests/pipelines/*.py
 
 bench: install
 	$(BIN)/python benchmarks/bench_target.py

@@ -59,7 +59,7 @@ def _uv() -> str:
 _expose_pyenv_versions()
 
 
-@nox.session(python=PYTHONS)
+@nox.session(python=PYTHONS)  # type: ignore[untyped-decorator]  # nox is untyped here
 def tests(session: nox.Session) -> None:
     """pytest on one Python version: the fast tier unless pytest arguments are given."""
     session.run_install(

@@ -361,7 +361,7 @@ def post(
 def assert_error(response: requests.Response, status: int, code: str) -> dict[str, Any]:
     assert response.status_code == status
     assert response.headers["Content-Type"] == "application/json"
-    body = response.json()
+    body: dict[str, Any] = response.json()
     assert body["code"] == code
     assert isinstance(body["message"], str) and body["message"]
     return body
@@ -693,7 +693,7 @@ def test_token_bucket_with_smaller_burst() -> None:
 
 def test_rate_limit_refills_over_http() -> None:
     with running_sandbox(SandboxConfig(rate_limit=120)) as sandbox, requests.Session() as session:
-        statuses = []
+        statuses: list[int] = []
         while 429 not in statuses and len(statuses) < 400:
             statuses.append(post(session, sandbox, [lead()]).status_code)
         assert statuses[-1] == 429 and statuses.count(200) >= 120
