@@ -294,6 +294,30 @@ def test_record_path_calls_the_hooks_in_this_order() -> None:
     ]
 
 
+def test_record_count_metric_advances_per_record_read_not_in_tally() -> None:
+    """target.py's lean path calls `tally_record_read()` and `record_counter_metric.increment()`
+    itself, as the SDK's record path does. singer-sdk 0.55 moves the increment into
+    `tally_record_written` (at drain): the lean path would then count every record twice."""
+
+    class Probe(RecordingSink):
+        def process_record(self, record: dict[str, Any], context: dict[str, Any]) -> None:
+            super().process_record(record, context)
+            self._log("count_in_process_record", self.record_counter_metric.value)
+
+    class ProbeTarget(MinimalTarget):
+        default_sink_class = Probe
+
+    target = ProbeTarget(config={})
+    run(target, [schema_message()])
+    sink = target._sinks_active[STREAM]
+    sink.tally_record_read()
+    sink.tally_record_written()
+    assert sink.record_counter_metric.value == 0  # neither tally touches the metric
+    target._process_record_message(json.loads(record_message({"id": 1})))
+    assert sink.record_counter_metric.value == 1  # the SDK's record path does, once
+    assert ("count_in_process_record", 0) in RecordingSink.events  # after process_record
+
+
 def test_parse_timestamps_hook_is_where_date_strings_become_dates() -> None:
     """sinks.py no-ops `_parse_timestamps_in_record`: dates must then stay strings."""
     run(
