@@ -1,17 +1,35 @@
-# The two commands a newcomer needs: `make demo` and `make test`.
+# The two commands a newcomer needs: `make demo` and `make test`. Both install what they need
+# on a machine that has only python3: uv (pinned, from PyPI) into .venv-uv, then the project
+# and its dev tools into .venv at exactly the versions in uv.lock.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# The tool venv: uv installs the project, nox runs the Python 3.10-3.13 matrix (noxfile.py).
+TOOLS := .venv-uv
+UV := $(TOOLS)/bin/uv
+NOX := $(TOOLS)/bin/nox
+UV_VERSION := 0.13.9
+NOX_VERSION := 2026.10.20
+# Extras the tests need (psycopg for the PostgreSQL sync store).
+EXTRAS := --extra postgres
 
-.PHONY: demo test lint bench install
+.PHONY: demo test lint bench install lock matrix
 
-$(BIN)/target-carecycle: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[dev]"
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install -q --disable-pip-version-check "uv==$(UV_VERSION)" "nox==$(NOX_VERSION)"
+	touch $@
+
+# --locked: fail instead of resolving again when pyproject.toml and uv.lock disagree
+# (run `make lock` after changing dependencies, and commit uv.lock).
+$(BIN)/target-carecycle: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --locked $(EXTRAS) --python $(PYTHON)
 	touch $@
 
 install: $(BIN)/target-carecycle
+
+lock: $(UV)
+	$(UV) lock
 
 demo: install
 	bash scripts/demo.sh
@@ -19,10 +37,17 @@ demo: install
 test: install
 	bash scripts/test.sh
 
+# The fast tier (no Meltano pipelines) on each Python of MATRIX, each installed from uv.lock
+# (noxfile.py): `make matrix`, or `make matrix MATRIX="3.10 3.13"`.
+MATRIX ?= 3.10 3.11 3.12 3.13
+matrix: $(UV)
+	$(NOX) -s $(foreach version,$(MATRIX),tests-$(version))
+
 lint: install
-	$(BIN)/ruff check target_carecycle tests benchmarks
-	$(BIN)/ruff format --check target_carecycle tests benchmarks
+	$(BIN)/ruff check target_carecycle tests benchmarks scripts noxfile.py
+	$(BIN)/ruff format --check target_carecycle tests benchmarks scripts noxfile.py
 	$(BIN)/mypy
+	$(BIN)/mypy tests/pipelines/*.py
 
 bench: install
 	$(BIN)/python benchmarks/bench_target.py

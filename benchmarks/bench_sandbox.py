@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -28,7 +29,7 @@ GENDERS = ("Male", "Female", "Non-Binary", "Other", "Prefer Not to Say")
 PHONE_STYLES = ("+1{a}{b}{c}", "{a}{b}{c}", "({a}) {b}-{c}")
 
 
-def rich_lead(index: int) -> dict:
+def rich_lead(index: int) -> dict[str, Any]:
     """A valid lead using most fields, so validation does real work."""
     a, b, c = 200 + index % 700, 200 + (index // 700) % 700, f"{index % 10_000:04d}"
     return {
@@ -76,7 +77,7 @@ def bench_validation(batch: int, rounds: int = 50) -> float:
     return (time.perf_counter() - started) / rounds * 1000
 
 
-def bench_http(url: str, bodies: list[bytes], batch: int, label: str) -> dict:
+def bench_http(url: str, bodies: list[bytes], batch: int, label: str) -> dict[str, Any]:
     """Send every body over one keep-alive session; print the figures; return the stats."""
     headers = {"x-api-key": DEFAULT_API_KEY, "Content-Type": "application/json"}
     timings: list[float] = []
@@ -88,7 +89,7 @@ def bench_http(url: str, bodies: list[bytes], batch: int, label: str) -> dict:
             timings.append(time.perf_counter() - t0)
             assert response.status_code == 200 and response.json()["succeeded"] == batch
         elapsed = time.perf_counter() - started
-        stats = session.get(url + "/__sandbox/stats").json()
+        stats: dict[str, Any] = session.get(url + "/__sandbox/stats").json()
     n = len(bodies)
     p95 = sorted(timings)[int(0.95 * (n - 1))] * 1000
     print(

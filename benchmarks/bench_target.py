@@ -142,7 +142,8 @@ class Sandbox:
         self.session = local_session()
 
     def stats(self) -> dict[str, Any]:
-        return self.session.get(self.url + "/__sandbox/stats", timeout=10).json()
+        stats: dict[str, Any] = self.session.get(self.url + "/__sandbox/stats", timeout=10).json()
+        return stats
 
     def reset(self) -> None:
         self.session.post(self.url + "/__sandbox/reset", timeout=10).raise_for_status()

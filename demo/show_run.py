@@ -9,6 +9,7 @@ Standard library only.
 from __future__ import annotations
 
 import json
+import re
 import sys
 import urllib.request
 from collections import Counter
@@ -34,14 +35,19 @@ def target_stderr(log_text: str) -> list[str]:
     return lines
 
 
+# A summary line, with or without its indentation: Meltano strips the leading spaces of a
+# plugin's plain-text lines when the plugin has the `structured-logging` capability.
+SUMMARY_LINE = re.compile(r"\s*(\S[^:]*: received \d+|optional values left out|top reasons|\d+ x )")
+
+
 def summaries(lines: list[str]) -> list[list[str]]:
     """Split out each `target-carecycle summary` block (one per target run)."""
     blocks: list[list[str]] = []
     for line in lines:
         if line.startswith("target-carecycle summary"):
             blocks.append([line])
-        elif blocks and line.startswith(" ") and len(blocks[-1]) < 100:
-            blocks[-1].append(line)
+        elif blocks and SUMMARY_LINE.match(line) and len(blocks[-1]) < 100:
+            blocks[-1].append(line if line.startswith(" ") else "  " + line)
     return blocks
 
 

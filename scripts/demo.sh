@@ -26,10 +26,8 @@ step() { printf '\n==> %s\n' "$*"; }
 
 # 1. The target itself (`make demo` has already done this through `make install`).
 if [ ! -x .venv/bin/target-carecycle ]; then
-  step "Installing target-carecycle into .venv"
-  "$PYTHON" -m venv .venv
-  .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -e ".[dev]"
+  step "Installing target-carecycle into .venv (from uv.lock)"
+  make install PYTHON="$PYTHON"
 fi
 
 # 2. Meltano, in its own virtual environment (the same one `make test` uses).

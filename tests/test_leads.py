@@ -115,7 +115,8 @@ def test_lead_fields_cover_the_contract_table():
     ],
 )
 def test_phone_valid(value, expected):
-    assert normalise_lead({**BASE, "phoneNumber": value}).lead["phoneNumber"] == expected
+    lead = normalise_lead({**BASE, "phoneNumber": value}).lead
+    assert lead is not None and lead["phoneNumber"] == expected
 
 
 @pytest.mark.parametrize(
@@ -179,7 +180,7 @@ def test_phone_format_mode(value, expected):
     if expected is None:
         assert result.rejection == "phoneNumber: not a valid US phone number"
     else:
-        assert result.lead["phoneNumber"] == expected
+        assert result.lead is not None and result.lead["phoneNumber"] == expected
 
 
 def test_unknown_phone_validation_mode():
@@ -686,7 +687,7 @@ def test_custom_fields_invalid(value, reason):
 @pytest.mark.parametrize("value", [[], [{"fieldKey": "a", "value": None}], {}])
 def test_custom_fields_empty_are_not_sent(value):
     result = normalise_lead({**BASE, "customFields": value})
-    assert "customFields" not in result.lead
+    assert result.lead is not None and "customFields" not in result.lead
     assert result.omitted == {}
 
 
@@ -851,7 +852,11 @@ def test_reasons_never_contain_the_value(field, value, strict):
 
 
 def test_input_is_not_modified():
-    raw = {**BASE, "customFields": [{"fieldKey": "a", "value": 1}], "firstName": " Ann "}
+    raw: dict[str, Any] = {
+        **BASE,
+        "customFields": [{"fieldKey": "a", "value": 1}],
+        "firstName": " Ann ",
+    }
     snapshot = {**raw, "customFields": [dict(raw["customFields"][0])]}
     normalise_lead(raw)
     assert raw == snapshot

@@ -42,7 +42,9 @@ def mapper(
     )
 
 
-def mapped(record: dict[str, Any], config: dict[str, Any] | None = None, **kwargs: Any) -> dict:
+def mapped(
+    record: dict[str, Any], config: dict[str, Any] | None = None, **kwargs: Any
+) -> dict[str, Any]:
     """Map one record; drop the externalId unless it came from the record itself."""
     m = mapper(config, **kwargs)
     lead = m.map_record(record)
@@ -261,7 +263,9 @@ def test_custom_fields(record, expected):
 def test_custom_fields_end_to_end():
     config = {"custom_fields": {"n": "n", "ok": "ok"}}
     raw = mapper(config).map_record({"phone": PHONE, "zip": 60614, "n": Decimal("3"), "ok": True})
-    assert normalise_lead(raw).lead["customFields"] == [
+    lead = normalise_lead(raw).lead
+    assert lead is not None
+    assert lead["customFields"] == [
         {"fieldKey": "n", "value": "3"},
         {"fieldKey": "ok", "value": "true"},
     ]
@@ -407,7 +411,7 @@ CONTENT_RECORD = {"phone": PHONE, "zip": "60614", "n": Decimal("5"), "tags": ["a
 
 def content_id(record: dict[str, Any], stream: str = "web") -> str:
     m = mapper(stream=stream)
-    ident = m.map_record(record)["externalId"]
+    ident = str(m.map_record(record)["externalId"])
     assert m.external_id_source == "content_hash"
     return ident
 

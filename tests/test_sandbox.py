@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import math
@@ -360,7 +361,7 @@ def post(
 def assert_error(response: requests.Response, status: int, code: str) -> dict[str, Any]:
     assert response.status_code == status
     assert response.headers["Content-Type"] == "application/json"
-    body = response.json()
+    body: dict[str, Any] = response.json()
     assert body["code"] == code
     assert isinstance(body["message"], str) and body["message"]
     return body
@@ -692,7 +693,7 @@ def test_token_bucket_with_smaller_burst() -> None:
 
 def test_rate_limit_refills_over_http() -> None:
     with running_sandbox(SandboxConfig(rate_limit=120)) as sandbox, requests.Session() as session:
-        statuses = []
+        statuses: list[int] = []
         while 429 not in statuses and len(statuses) < 400:
             statuses.append(post(session, sandbox, [lead()]).status_code)
         assert statuses[-1] == 429 and statuses.count(200) >= 120
@@ -878,7 +879,7 @@ def test_cli_serves_until_sigterm() -> None:
         "--verbose",
     ]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+    with process, closing_when_done(process):
         assert process.stdout is not None
         url = process.stdout.readline().strip()
         assert re.fullmatch(r"http://127\.0\.0\.1:\d+", url)
@@ -897,21 +898,24 @@ def test_cli_serves_until_sigterm() -> None:
         stderr = process.stderr.read() if process.stderr else ""
         assert "POST /v2/leads/upload 200 records=1" in stderr
         assert "Zed" not in stderr and "5551234567" not in stderr
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
 
 
 def test_cli_exits_cleanly_on_sigint() -> None:
     process = subprocess.Popen([*cli_command(), "--port", "0"], stdout=subprocess.PIPE, text=True)
-    try:
+    with process, closing_when_done(process):
         assert process.stdout is not None
         url = process.stdout.readline().strip()
         assert DEFAULT_API_KEY in process.stdout.readline()
         assert requests.get(url + "/__sandbox/stats", timeout=5).status_code == 200
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=5) == 0
+
+
+@contextlib.contextmanager
+def closing_when_done(process: subprocess.Popen[str]) -> Iterator[None]:
+    """Kill the sandbox if a test failed before stopping it (`with process` closes its pipes)."""
+    try:
+        yield
     finally:
         if process.poll() is None:
             process.kill()

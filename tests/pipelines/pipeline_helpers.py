@@ -7,6 +7,7 @@ import glob
 import json
 import os
 import pwd
+import re
 import shutil
 import socket
 import subprocess
@@ -192,13 +193,18 @@ class RunResult:
         return "\n".join(self.raw.splitlines()[-lines:])
 
 
+# A summary line, with or without its indentation: Meltano strips the leading spaces of a
+# plugin's plain-text lines when the plugin has the `structured-logging` capability.
+SUMMARY_LINE = re.compile(r"\s*(\S[^:]*: received \d+|optional values left out|top reasons|\d+ x )")
+
+
 def summary_from_lines(lines: Iterable[str]) -> list[str]:
     """Pick the `target-carecycle summary` block out of the target's stderr lines."""
     summaries: list[list[str]] = []
     for line in lines:
         if line.startswith("target-carecycle summary"):
             summaries.append([line])
-        elif summaries and line.startswith(" ") and len(summaries[-1]) < 100:
+        elif summaries and SUMMARY_LINE.match(line) and len(summaries[-1]) < 100:
             summaries[-1].append(line)
     return summaries[-1] if summaries else []
 

@@ -1,0 +1,488 @@
+"""The singer-sdk behaviours target-carecycle relies on, pinned against the SDK itself.
+
+target.py and sinks.py override private SDK methods and read private attributes where no
+public hook exists (each override says why). These tests use a minimal Target and BatchSink,
+not ours, so an SDK upgrade that changes one of those behaviours fails here first, with a
+name that says which assumption broke, before any delivery test fails for a subtler reason.
+docs/sdk-upgrade.md says what singer-sdk 0.55 changes.
+"""
+
+from __future__ import annotations
+
+import copy
+import gzip
+import inspect
+import io
+import json
+import signal
+import sys
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+from singer_sdk import typing as th
+from singer_sdk.contrib.msgspec import MsgSpecReader
+from singer_sdk.exceptions import ConfigValidationError, InvalidInputLine, MissingKeyPropertiesError
+from singer_sdk.helpers.capabilities import PluginCapabilities
+from singer_sdk.mapper import SameRecordTransform
+from singer_sdk.sinks import BatchSink
+from singer_sdk.target_base import Target
+
+STREAM = "people"
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "integer"},
+        "name": {"type": ["string", "null"]},
+        "born": {"type": ["string", "null"], "format": "date"},
+        "score": {"type": ["number", "null"]},
+        "address": {"type": ["object", "null"], "properties": {"city": {"type": "string"}}},
+    },
+}
+
+
+class RecordingSink(BatchSink):
+    """A BatchSink that writes down every SDK call our sink depends on, in order."""
+
+    events: ClassVar[list[tuple[str, Any]]] = []
+    keep_timestamps_as_strings = False
+    skip_key_property_check = False
+
+    def _log(self, name: str, value: Any = None) -> None:
+        self.events.append((name, value))
+
+    def _validate_and_parse(self, record: dict[str, Any]) -> dict[str, Any]:
+        self._log("validate_and_parse")
+        return super()._validate_and_parse(record)
+
+    def _parse_timestamps_in_record(
+        self, record: dict[str, Any], schema: dict[str, Any], treatment: Any
+    ) -> None:
+        self._log("parse_timestamps")
+        if not self.keep_timestamps_as_strings:
+            super()._parse_timestamps_in_record(record, schema, treatment)
+
+    def _singer_validate_message(self, record: dict[str, Any]) -> None:
+        self._log("singer_validate")
+        if not self.skip_key_property_check:
+            super()._singer_validate_message(record)
+
+    def process_record(self, record: dict[str, Any], context: dict[str, Any]) -> None:
+        self._log("process_record", copy.deepcopy(record))
+        super().process_record(record, context)
+
+    def process_batch(self, context: dict[str, Any]) -> None:
+        self._log("process_batch", [r.get("id") for r in context.get("records", [])])
+
+
+class MinimalTarget(Target):
+    """The smallest target: one sink class, the SDK's default everything else."""
+
+    name = "target-contract"
+    config_jsonschema = th.PropertiesList(th.Property("token", th.StringType)).to_dict()
+    default_sink_class = RecordingSink
+
+
+class MsgSpecTarget(MinimalTarget):
+    message_reader_class = MsgSpecReader
+
+
+@pytest.fixture(autouse=True)
+def fresh_events() -> Iterator[None]:
+    RecordingSink.events.clear()
+    RecordingSink.keep_timestamps_as_strings = False
+    RecordingSink.skip_key_property_check = False
+    sigint, sigterm = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    yield
+    signal.signal(signal.SIGINT, sigint)  # constructing a Target installs its handlers
+    signal.signal(signal.SIGTERM, sigterm)
+
+
+def schema_message(schema: dict[str, Any] = SCHEMA, keys: list[str] | None = None) -> str:
+    return json.dumps(
+        {"type": "SCHEMA", "stream": STREAM, "schema": schema, "key_properties": keys or ["id"]}
+    )
+
+
+def record_message(record: dict[str, Any]) -> str:
+    return json.dumps({"type": "RECORD", "stream": STREAM, "record": record})
+
+
+def state_message(value: dict[str, Any]) -> str:
+    return json.dumps({"type": "STATE", "value": value})
+
+
+def run(target: Target, lines: list[str]) -> None:
+    target.listen(io.StringIO("\n".join(lines) + "\n"))
+
+
+def names(events: list[tuple[str, Any]]) -> list[str]:
+    return [name for name, _ in events]
+
+
+# Config
+
+
+def test_validate_config_runs_in_init_with_the_mutable_config() -> None:
+    """target.py's `_validate_config` fills api_key from the environment into `_config`."""
+    seen: dict[str, Any] = {}
+
+    class FillingTarget(MinimalTarget):
+        def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
+            seen["raise_errors"] = raise_errors
+            self._config["token"] = "filled-in"
+            return []
+
+    target = FillingTarget(config={}, validate_config=True)
+    assert seen == {"raise_errors": True}
+    assert target.config["token"] == "filled-in"
+
+
+def test_config_validation_error_carries_its_messages() -> None:
+    error = ConfigValidationError("Invalid config", errors=["token: not a string"])
+    assert error.errors == ["token: not a string"]
+
+
+def test_about_uses_append_builtin_config_and_a_popped_setting_disappears() -> None:
+    """target.py drops the SDK's `load_method` in `append_builtin_config`; --about obeys."""
+    schema: dict[str, Any] = {"properties": {}}
+    MinimalTarget.append_builtin_config(schema)
+    assert {"load_method", "batch_size_rows", "add_record_metadata"} <= set(schema["properties"])
+    assert {"stream_maps", "flattening_enabled", "validate_records"} <= set(schema["properties"])
+
+    class NoLoadMethod(MinimalTarget):
+        config_jsonschema = th.PropertiesList(th.Property("token", th.StringType)).to_dict()
+
+        @classmethod
+        def append_builtin_config(cls, config_jsonschema: dict[str, Any]) -> None:
+            super().append_builtin_config(config_jsonschema)
+            config_jsonschema["properties"].pop("load_method", None)
+
+    about = NoLoadMethod._get_about_info()
+    assert "load_method" not in about.settings["properties"]
+    assert "batch_size_rows" in about.settings["properties"]
+
+
+def test_default_capabilities_include_structured_logging_but_not_batch() -> None:
+    """meltano.yml and the Hub file list `structured-logging` because the SDK provides it."""
+    assert PluginCapabilities.STRUCTURED_LOGGING in MinimalTarget.capabilities
+    assert PluginCapabilities.BATCH not in MinimalTarget.capabilities
+
+
+def test_invoke_takes_the_keywords_target_py_overrides_with() -> None:
+    parameters = inspect.signature(Target.invoke).parameters
+    assert {"about", "about_format", "config", "file_input"} <= set(parameters)
+
+
+# Signals
+
+
+def test_stop_signals_go_to_handle_termination() -> None:
+    """target.py's `_handle_termination` override is what SIGINT and SIGTERM call."""
+    target = MinimalTarget(config={})
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        assert signal.getsignal(signum) == target._handle_termination
+    parameters = list(inspect.signature(target._handle_termination).parameters)
+    assert parameters == ["signum", "frame"]
+
+
+# Reading
+
+
+def test_msgspec_reader_gives_plain_dicts_and_decimals() -> None:
+    """The lean record path checks `type(record) is dict`; numbers are Decimal, ints int."""
+    message = MsgSpecReader().deserialize_json(record_message({"id": 1, "score": 2.5}))
+    assert type(message) is dict
+    assert type(message["record"]) is dict
+    assert message["record"] == {"id": 1, "score": Decimal("2.5")}
+    assert type(message["record"]["id"]) is int
+
+
+def test_msgspec_reader_rejects_a_bad_line_with_invalid_input_line() -> None:
+    with pytest.raises(InvalidInputLine):
+        MsgSpecReader().deserialize_json('{"type": "RECORD", ')
+
+
+def test_target_reads_with_its_message_reader_class() -> None:
+    target = MsgSpecTarget(config={})
+    assert isinstance(target.message_reader, MsgSpecReader)
+    run(target, [schema_message(), record_message({"id": 1, "score": 0.1})])
+    records = [value for name, value in RecordingSink.events if name == "process_record"]
+    assert records == [{"id": 1, "score": Decimal("0.1")}]
+
+
+# Schemas and sinks
+
+
+def test_schema_message_registers_a_plain_stream_as_one_same_record_transform() -> None:
+    """The lean path is taken only for this shape; target.py tests exactly these fields."""
+    target = MinimalTarget(config={})
+    target._process_schema_message(json.loads(schema_message()))
+    maps = target.mapper.stream_maps[STREAM]
+    assert len(maps) == 1
+    assert type(maps[0]) is SameRecordTransform
+    assert maps[0].stream_alias == STREAM
+    assert not maps[0].flattening_enabled
+    assert isinstance(target._sinks_active[STREAM], RecordingSink)
+    assert target._sinks_to_clear == []
+
+
+def test_flattening_and_stream_maps_change_the_registered_transform() -> None:
+    flat = MinimalTarget(config={"flattening_enabled": True, "flattening_max_depth": 1})
+    flat._process_schema_message(json.loads(schema_message()))
+    (flat_map,) = flat.mapper.stream_maps[STREAM]
+    assert flat_map.flattening_options is not None
+    assert flat_map.flattening_enabled
+
+    mapped = MinimalTarget(config={"stream_maps": {STREAM: {"name": "name.upper()"}}})
+    mapped._process_schema_message(json.loads(schema_message()))
+    assert type(mapped.mapper.stream_maps[STREAM][0]) is not SameRecordTransform
+
+
+def test_same_schema_again_keeps_the_sink() -> None:
+    target = MinimalTarget(config={})
+    target._process_schema_message(json.loads(schema_message()))
+    first = target._sinks_active[STREAM]
+    target._process_schema_message(json.loads(schema_message()))
+    assert target._sinks_active[STREAM] is first
+    assert target._sinks_to_clear == []
+
+
+def test_changed_schema_retires_the_sink_which_drains_first_later() -> None:
+    """A new SCHEMA for a known stream moves the old sink to `_sinks_to_clear`; the next
+    drain empties it before the new one, so an older version of a lead lands first."""
+    target = MinimalTarget(config={})
+    changed = {**SCHEMA, "properties": {**SCHEMA["properties"], "extra": {"type": "string"}}}
+    run(
+        target,
+        [
+            schema_message(),
+            record_message({"id": 1}),
+            schema_message(changed),
+            record_message({"id": 2}),
+        ],
+    )
+    batches = [value for name, value in RecordingSink.events if name == "process_batch"]
+    assert batches == [[1], [2]]
+
+
+def test_retired_sink_waits_in_sinks_to_clear_until_drain_all() -> None:
+    target = MinimalTarget(config={})
+    target._process_schema_message(json.loads(schema_message()))
+    old = target._sinks_active[STREAM]
+    target._process_schema_message(json.loads(schema_message(keys=["name"])))
+    assert target._sinks_to_clear == [old]
+    assert target._sinks_active[STREAM] is not old
+    target.drain_all()
+    assert target._sinks_to_clear == []
+
+
+# The record path
+
+
+def test_record_path_calls_the_hooks_in_this_order() -> None:
+    target = MinimalTarget(config={})
+    run(target, [schema_message(), record_message({"id": 1, "name": "a"})])
+    assert names(RecordingSink.events) == [
+        "validate_and_parse",
+        "parse_timestamps",
+        "singer_validate",
+        "process_record",
+        "process_batch",
+    ]
+
+
+def test_record_count_metric_advances_per_record_read_not_in_tally() -> None:
+    """target.py's lean path calls `tally_record_read()` and `record_counter_metric.increment()`
+    itself, as the SDK's record path does. singer-sdk 0.55 moves the increment into
+    `tally_record_written` (at drain): the lean path would then count every record twice."""
+
+    class Probe(RecordingSink):
+        def process_record(self, record: dict[str, Any], context: dict[str, Any]) -> None:
+            super().process_record(record, context)
+            self._log("count_in_process_record", self.record_counter_metric.value)
+
+    class ProbeTarget(MinimalTarget):
+        default_sink_class = Probe
+
+    target = ProbeTarget(config={})
+    run(target, [schema_message()])
+    sink = target._sinks_active[STREAM]
+    sink.tally_record_read()
+    sink.tally_record_written()
+    assert sink.record_counter_metric.value == 0  # neither tally touches the metric
+    target._process_record_message(json.loads(record_message({"id": 1})))
+    assert sink.record_counter_metric.value == 1  # the SDK's record path does, once
+    assert ("count_in_process_record", 0) in RecordingSink.events  # after process_record
+
+
+def test_parse_timestamps_hook_is_where_date_strings_become_dates() -> None:
+    """sinks.py no-ops `_parse_timestamps_in_record`: dates must then stay strings."""
+    run(
+        MinimalTarget(config={}),
+        [schema_message(), record_message({"id": 1, "born": "1980-02-29"})],
+    )
+    RecordingSink.keep_timestamps_as_strings = True
+    run(
+        MinimalTarget(config={}),
+        [schema_message(), record_message({"id": 2, "born": "1980-02-29"})],
+    )
+    records = [value for name, value in RecordingSink.events if name == "process_record"]
+    assert type(records[0]["born"]).__name__ == "date"
+    assert records[1]["born"] == "1980-02-29"
+
+
+def test_singer_validate_message_is_the_key_property_check() -> None:
+    """sinks.py no-ops `_singer_validate_message` so a record without its key still counts."""
+    with pytest.raises(MissingKeyPropertiesError):
+        run(MinimalTarget(config={}), [schema_message(), record_message({"name": "no id"})])
+    RecordingSink.events.clear()
+    RecordingSink.skip_key_property_check = True
+    run(MinimalTarget(config={}), [schema_message(), record_message({"name": "no id"})])
+    assert ("process_record", {"name": "no id"}) in RecordingSink.events
+
+
+def test_record_metadata_is_added_only_when_configured() -> None:
+    """The lean path is skipped when `include_sdc_metadata_properties` is true."""
+    plain = MinimalTarget(config={})
+    meta = MinimalTarget(config={"add_record_metadata": True})
+    for target in (plain, meta):
+        run(target, [schema_message(), record_message({"id": 1})])
+    records = [value for name, value in RecordingSink.events if name == "process_record"]
+    assert "_sdc_received_at" not in records[0]
+    assert "_sdc_received_at" in records[1]
+    assert not plain._sinks_active[STREAM].include_sdc_metadata_properties
+    assert meta._sinks_active[STREAM].include_sdc_metadata_properties
+
+
+def test_validator_is_none_when_get_validator_returns_none() -> None:
+    class NoValidator(RecordingSink):
+        def get_validator(self) -> None:
+            return None
+
+    class NoValidatorTarget(MinimalTarget):
+        default_sink_class = NoValidator
+
+    target = NoValidatorTarget(config={})
+    target._process_schema_message(json.loads(schema_message()))
+    assert target._sinks_active[STREAM]._validator is None
+
+
+# Draining and state
+
+
+def test_a_full_sink_is_drained_by_current_size_against_max_size() -> None:
+    """sinks.py overrides both properties: `is_full` and `drain_one` must read them."""
+
+    class TwoPerBatch(RecordingSink):
+        @property
+        def max_size(self) -> int:
+            return 2
+
+    class TwoPerBatchTarget(MinimalTarget):
+        default_sink_class = TwoPerBatch
+
+    run(
+        TwoPerBatchTarget(config={}),
+        [schema_message()] + [record_message({"id": i}) for i in range(5)],
+    )
+    batches = [value for name, value in RecordingSink.events if name == "process_batch"]
+    assert batches == [[0, 1], [2, 3], [4]]
+
+
+def test_drain_one_skips_a_sink_whose_current_size_is_zero() -> None:
+    """sinks.py counts only queued leads in `current_size` (rejected records take no room)."""
+
+    class AlwaysEmpty(RecordingSink):
+        @property
+        def current_size(self) -> int:
+            return 0
+
+    class EmptyTarget(MinimalTarget):
+        default_sink_class = AlwaysEmpty
+
+    run(EmptyTarget(config={}), [schema_message(), record_message({"id": 1})])
+    assert "process_batch" not in names(RecordingSink.events)
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="typing.final marks only from 3.11")
+def test_drain_methods_stay_final() -> None:
+    """target.py hooks around draining (process_endofpipe, state) because these are final."""
+    assert getattr(Target.drain_all, "__final__", False)
+    assert getattr(Target.drain_one, "__final__", False)
+
+
+def test_state_is_written_after_every_sink_drained(capsys: pytest.CaptureFixture[str]) -> None:
+    """`_write_state_message` receives `_latest_state` only after process_batch of all sinks."""
+    written: list[dict[str, Any]] = []
+
+    class StateRecordingTarget(MinimalTarget):
+        def _write_state_message(self, state: dict[str, Any]) -> None:
+            RecordingSink.events.append(("write_state", state))
+            written.append(state)
+            super()._write_state_message(state)
+
+    target = StateRecordingTarget(config={})
+    run(
+        target,
+        [schema_message(), record_message({"id": 1}), state_message({"bookmarks": {STREAM: 1}})],
+    )
+    assert target._latest_state == {"bookmarks": {STREAM: 1}}
+    assert names(RecordingSink.events)[-2:] == ["process_batch", "write_state"]
+    assert written == [{"bookmarks": {STREAM: 1}}]
+    assert json.loads(capsys.readouterr().out) == {"bookmarks": {STREAM: 1}}
+
+
+def test_repeated_identical_state_is_not_a_new_state() -> None:
+    target = MinimalTarget(config={})
+    target._process_state_message({"type": "STATE", "value": {"a": {"b": 1}}})
+    first = target._latest_state
+    target._process_state_message({"type": "STATE", "value": {"a": {"b": 1}}})
+    assert target._latest_state is first
+
+
+def test_end_of_pipe_drains_everything() -> None:
+    target = MinimalTarget(config={})
+    target.process_lines(io.StringIO(schema_message() + "\n" + record_message({"id": 7}) + "\n"))
+    assert "process_batch" not in names(RecordingSink.events)
+    target.process_endofpipe()
+    assert ("process_batch", [7]) in RecordingSink.events
+
+
+def test_max_record_age_check_exists_and_drains_old_records() -> None:
+    target = MinimalTarget(config={})
+    run(target, [schema_message()])
+    target._process_record_message(json.loads(record_message({"id": 3})))
+    target._last_full_drain_at -= (target._MAX_RECORD_AGE_IN_MINUTES + 1) * 60
+    target._handle_max_record_age()
+    assert ("process_batch", [3]) in RecordingSink.events
+
+
+def test_max_parallelism_can_be_set_to_one() -> None:
+    target = MinimalTarget(config={})
+    target.max_parallelism = 1
+    assert target.max_parallelism == 1
+
+
+# BATCH messages
+
+
+def test_batch_message_reaches_process_batch_as_context_records(tmp_path: Path) -> None:
+    """A BATCH message's JSONL files arrive in one `process_batch({"records": [...]})` call
+    per file, bypassing process_record (so the sink must map them there)."""
+    batch_file = tmp_path / "people-0001.json.gz"
+    with gzip.open(batch_file, "wt", encoding="utf-8") as out:
+        for i in (10, 11):
+            out.write(json.dumps({"id": i, "name": f"n{i}"}) + "\n")
+    batch = {
+        "type": "BATCH",
+        "stream": STREAM,
+        "encoding": {"format": "jsonl", "compression": "gzip"},
+        "manifest": [batch_file.as_uri()],
+    }
+    target = MinimalTarget(config={})
+    run(target, [schema_message(), json.dumps(batch)])
+    assert names(RecordingSink.events) == ["process_batch"]
+    assert RecordingSink.events == [("process_batch", [10, 11])]
