@@ -430,10 +430,6 @@ class StreamMapper:
         lead["externalId"] = self._external_id(record, lead.pop("externalId", None))
         return lead
 
-    def plan_for(self, keys: Sequence[str]) -> dict[str, str]:
-        """Return the automatic record key -> lead field mapping for a set of keys."""
-        return dict(self._plan(tuple(keys)))
-
     def _remember_plan(self, keys: tuple[Any, ...]) -> _Plan:
         if len(self._plans) >= _PLAN_CACHE_LIMIT:
             self._plans.clear()

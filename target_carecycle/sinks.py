@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -9,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from singer_sdk.sinks import BatchSink
 
-from target_carecycle.client import MAX_BATCH_SIZE, BatchResult
+from target_carecycle.client import BatchResult
 from target_carecycle.leads import normalise_lead
 from target_carecycle.mapping import StreamMapper, settings_for_stream
 from target_carecycle.outcomes import mask_lead
@@ -18,6 +19,11 @@ if TYPE_CHECKING:
     from singer_sdk.sinks.core import BaseJSONSchemaValidator
 
     from target_carecycle.target import TargetCareCycle
+
+if sys.version_info >= (3, 12):
+    from typing import override
+else:  # singer-sdk brings typing_extensions on Python < 3.13
+    from typing_extensions import override
 
 DRY_RUN_SAMPLE_SIZE = 3
 
@@ -82,8 +88,6 @@ class SchemaCheck:
 class CareCycleSink(BatchSink):
     """Turns one stream's records into careCycle leads and uploads them in batches."""
 
-    MAX_SIZE_DEFAULT = MAX_BATCH_SIZE
-
     def __init__(self, target: TargetCareCycle, *args: Any, **kwargs: Any) -> None:
         self._target = target
         super().__init__(target, *args, **kwargs)
@@ -121,9 +125,25 @@ class CareCycleSink(BatchSink):
             return None
         return SchemaCheck(self.schema)  # type: ignore[return-value]
 
+    def prepare_plain_record(self, record: dict[str, Any]) -> None:
+        """Do to a lean-path record what the SDK's record path does to it (see target.py).
+
+        For a plain stream (no maps, flattening, metadata columns or schema checks) that is
+        only this: the SDK's `_sdc_*` columns are removed, as with `add_record_metadata` off.
+        """
+        self._remove_sdc_metadata_from_record(record)
+
+    # Private SDK hook: the SDK turns date-time strings into datetimes per the tap's schema,
+    # and fails or nulls values it cannot parse; the lead normaliser parses the fields it sends
+    # and reports the rest by name. No public switch turns the parsing off; remove if one comes.
+    @override
     def _parse_timestamps_in_record(self, record: dict, schema: dict, treatment: Any) -> None:
         """Leave date strings as they are: the lead normaliser parses the fields it sends."""
 
+    # Private SDK hook: the SDK raises on a record missing its key properties, which would stop
+    # the run; here such a record still gets an externalId (mapping.py) or is rejected and
+    # counted. No public hook relaxes the check; remove if the SDK makes it optional.
+    @override
     def _singer_validate_message(self, record: dict) -> None:
         """A record missing its key properties still gets an ID (see mapping), never a crash."""
 

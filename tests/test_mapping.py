@@ -681,11 +681,13 @@ def test_plan_is_cached_per_key_set():
         m.map_record({"Phone": str(i), "ZIP": "60614"})
     m.map_record({"Phone": "1", "ZIP": "60614", "dob": "1950-01-01"})
     assert len(m._plans) == 2
-    assert m.plan_for(["Phone", "ZIP", "dob", "other"]) == {
-        "Phone": "phoneNumber",
-        "ZIP": "postalCode",
-        "dob": "dateOfBirth",
+    lead = m.map_record({"Phone": "2", "ZIP": "60614", "dob": "1950-01-01", "other": "x"})
+    assert {name: lead[name] for name in ("phoneNumber", "postalCode", "dateOfBirth")} == {
+        "phoneNumber": "2",
+        "postalCode": "60614",
+        "dateOfBirth": "1950-01-01",
     }
+    assert "other" not in lead and len(m._plans) == 3
 
 
 def test_record_is_not_modified():

@@ -17,6 +17,10 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+# A deliberate copy of the contract's limits and enums (also in target_carecycle/leads.py and
+# client.py): the sandbox checks the target independently, so it must not import the target's
+# own reading of the contract, or a mistake there would confirm itself. Change both from
+# carecycle-api.md, never one from the other.
 MIN_RECORDS = 1
 MAX_RECORDS = 200
 MAX_CUSTOM_FIELDS = 50
