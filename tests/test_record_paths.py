@@ -87,9 +87,7 @@ def without_run_stamp(path: Path) -> list[dict[str, Any]]:
 
 def stored(customers: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     volatile = {"id", "createdAt", "updatedAt"}
-    return {
-        c["externalId"]: {k: v for k, v in c.items() if k not in volatile} for c in customers
-    }
+    return {c["externalId"]: {k: v for k, v in c.items() if k not in volatile} for c in customers}
 
 
 def run_once(

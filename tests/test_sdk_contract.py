@@ -344,6 +344,17 @@ def test_singer_validate_message_is_the_key_property_check() -> None:
     assert ("process_record", {"name": "no id"}) in RecordingSink.events
 
 
+SDC_COLUMNS = (
+    "_sdc_extracted_at",
+    "_sdc_received_at",
+    "_sdc_batched_at",
+    "_sdc_deleted_at",
+    "_sdc_sequence",
+    "_sdc_table_version",
+    "_sdc_sync_started_at",
+)
+
+
 def test_record_metadata_is_added_only_when_configured() -> None:
     """The lean path is skipped when `include_sdc_metadata_properties` is true."""
     plain = MinimalTarget(config={})
@@ -355,6 +366,20 @@ def test_record_metadata_is_added_only_when_configured() -> None:
     assert "_sdc_received_at" in records[1]
     assert not plain._sinks_active[STREAM].include_sdc_metadata_properties
     assert meta._sinks_active[STREAM].include_sdc_metadata_properties
+
+
+def test_sdk_path_removes_a_taps_sdc_columns_with_remove_sdc_metadata() -> None:
+    """`CareCycleSink.prepare_plain_record` mirrors this step on the lean path: a tap's own
+    `_sdc_*` columns are removed when metadata is off, by `_remove_sdc_metadata_from_record`."""
+    target = MinimalTarget(config={})
+    tapped = {"id": 1, "_sdc_extracted_at": "2026-01-01T00:00:00Z", "_sdc_sequence": 7}
+    run(target, [schema_message(), record_message(tapped)])
+    records = [value for name, value in RecordingSink.events if name == "process_record"]
+    assert records == [{"id": 1}]
+    sink = target._sinks_active[STREAM]
+    record = {"id": 1, **{name: 1 for name in SDC_COLUMNS}, "_sdc_other": 1}
+    sink._remove_sdc_metadata_from_record(record)
+    assert record == {"id": 1, "_sdc_other": 1}
 
 
 def test_validator_is_none_when_get_validator_returns_none() -> None:
