@@ -144,13 +144,33 @@ class _Invalid(ValueError):
 # --------------------------------------------------------------------------- numbers
 
 
+# Beyond this many digits a Decimal is kept in scientific form: int(Decimal("1e999999999"))
+# would build a billion-digit number (minutes of CPU) for a value no lead field can hold.
+MAX_NUMBER_DIGITS = 40
+
+
 def _integral(value: float | Decimal) -> int | None:
-    """Return ``value`` as an int when it is a finite whole number, else None."""
+    """Return ``value`` as an int when it is a finite whole number of sane size, else None."""
     if isinstance(value, float):
         return int(value) if value.is_integer() else None
+    if is_huge(value):
+        return None
     if value.is_finite() and value == value.to_integral_value():
         return int(value)
     return None
+
+
+def is_huge(value: Decimal) -> bool:
+    """True for a finite Decimal too large or too small to write out digit by digit."""
+    return value.is_finite() and not value.is_zero() and abs(value.adjusted()) > MAX_NUMBER_DIGITS
+
+
+def scientific_text(value: Decimal) -> str:
+    """Canonical scientific text (``1.25E+1000001``), whatever the decimal context's limits."""
+    sign, digits, _ = value.as_tuple()
+    text = "".join(map(str, digits)).rstrip("0") or "0"
+    mantissa = text[0] + ("." + text[1:] if len(text) > 1 else "")
+    return f"{'-' if sign else ''}{mantissa}E{value.adjusted():+d}"
 
 
 def canonical_text(value: int | float | Decimal) -> str:
@@ -167,6 +187,8 @@ def canonical_text(value: int | float | Decimal) -> str:
         return str(whole) if whole is not None else format(Decimal(repr(value)).normalize(), "f")
     if not value.is_finite():
         raise ValueError("not a finite number")
+    if is_huge(value):
+        return scientific_text(value)  # 1E+1000000: canonical, and cheap to write
     whole = _integral(value)
     return str(whole) if whole is not None else format(value.normalize(), "f")
 

@@ -20,7 +20,13 @@ from decimal import Decimal, InvalidOperation
 from types import MappingProxyType
 from typing import Any
 
-from target_carecycle.leads import LEAD_FIELDS, MAX_CUSTOM_FIELDS, canonical_text
+from target_carecycle.leads import (
+    LEAD_FIELDS,
+    MAX_CUSTOM_FIELDS,
+    canonical_text,
+    is_huge,
+    scientific_text,
+)
 
 __all__ = [
     "ALIASES",
@@ -308,6 +314,8 @@ def _present(value: Any) -> bool:
 def _json_default(value: Any) -> Any:
     """Make values json can't encode canonical (Decimal('12') == 12, dates as ISO)."""
     if isinstance(value, Decimal):
+        if is_huge(value):
+            return scientific_text(value)
         if value.is_finite() and value == value.to_integral_value():
             return int(value)
         return float(value)

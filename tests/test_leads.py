@@ -623,6 +623,14 @@ def test_string_invalid(field, value, reason):
     left_out(field, value, reason)
 
 
+@pytest.mark.parametrize("value", [Decimal("1e999999999"), Decimal("-1e999999999")])
+def test_huge_numbers_are_refused_without_writing_them_out(value):
+    lead = {"phoneNumber": value, "postalCode": value, "householdIncome": value, "timezone": "EST"}
+    result = normalise_lead(lead)
+    assert result.lead is None
+    assert result.rejection is not None and "phoneNumber" in result.rejection
+
+
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
@@ -634,6 +642,11 @@ def test_string_invalid(field, value, reason):
         (1.5, "1.5"),
         (Decimal("1.50"), "1.5"),
         (1e-07, "0.0000001"),
+        # Beyond 40 digits: scientific, never written out (1e999999999 would take minutes)
+        (Decimal("1e999999999"), "1E+999999999"),
+        (Decimal("12.5e1000000"), "1.25E+1000001"),
+        (Decimal("1e-999999999"), "1E-999999999"),
+        (Decimal("1" + "0" * 40), "1" + "0" * 40),
     ],
 )
 def test_canonical_text(value, expected):

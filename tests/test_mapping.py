@@ -441,6 +441,8 @@ def test_content_hash_is_stable(same):
         {**CONTENT_RECORD, "extra": None},
         {**CONTENT_RECORD, "n": "5"},
         {k: v for k, v in CONTENT_RECORD.items() if k != "tags"},
+        {**CONTENT_RECORD, "n": Decimal("1e999999999")},  # hashed without writing it out
+        {**CONTENT_RECORD, "n": Decimal("1e999999998")},
     ],
 )
 def test_content_hash_differs_for_different_records(different):
