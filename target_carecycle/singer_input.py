@@ -30,6 +30,7 @@ except ImportError:  # Python < 3.12
     from typing_extensions import override
 
 MAX_RECORD_DEPTH = 100
+UTF8_BOM = b"\xef\xbb\xbf"
 MESSAGE_TYPES = frozenset({"RECORD", "SCHEMA", "STATE", "ACTIVATE_VERSION", "BATCH"})
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
 _MESSAGE_TYPE_NAME = re.compile(r"[A-Z][A-Z_]{0,39}")
@@ -203,8 +204,8 @@ def check_message(message: Any) -> str:
     elif kind == "SCHEMA":
         _check_schema_message(message)
     elif kind == "STATE":
-        if "value" not in message:
-            raise BadInput("STATE message has no `value`")
+        if type(message.get("value")) is not dict:
+            raise BadInput("STATE message's `value` is not an object")
     elif kind == "ACTIVATE_VERSION":
         _require_stream(message, kind)
         if not isinstance(message.get("version"), int):
@@ -268,6 +269,8 @@ class LineCountingReader(MsgSpecReader):
                 line = next(lines, None)
                 if line is None:
                     break
+                if self.line_number == 1:
+                    line = _without_bom(line)
                 if not line.strip():
                     continue
                 message = decode_line(line)
@@ -289,6 +292,13 @@ class LineCountingReader(MsgSpecReader):
         return decode_line(line)
 
 
+def _without_bom(line: bytes | str) -> bytes | str:
+    """The first line without a UTF-8 byte order mark (some Windows tools write one)."""
+    if isinstance(line, bytes):
+        return line.removeprefix(UTF8_BOM)
+    return line.removeprefix("\ufeff")
+
+
 def _binary(source: IO[Any]) -> IO[Any]:
     """The byte stream under a text file, so a decoding error names its own line."""
     return getattr(source, "buffer", None) or source
@@ -298,12 +308,12 @@ def _binary(source: IO[Any]) -> IO[Any]:
 
 
 def describe_url(url: str) -> str:
-    """The file URL without any user name or password in it."""
+    """The file URL without user name, password, query or fragment (a signed URL's secrets)."""
     parts = urlsplit(url)
     if parts.username or parts.password:
         host = parts.hostname or ""
         parts = parts._replace(netloc=host + (f":{parts.port}" if parts.port else ""))
-    return urlunsplit(parts)
+    return urlunsplit(parts._replace(query="", fragment=""))
 
 
 def batch_records(

@@ -176,6 +176,14 @@ class TargetCareCycle(Target):
         super()._process_schema_message(message_dict)
         stream = message_dict["stream"]
         self._lean_sinks.pop(stream, None)
+        # A SCHEMA may replace another stream's sink too (a stream map aliasing it onto that
+        # name): a lean entry must never point at a retired sink, which the SDK forgets after
+        # its periodic drain, so records put in it later would never be sent.
+        self._lean_sinks = {
+            name: lean
+            for name, lean in self._lean_sinks.items()
+            if self._sinks_active.get(name) is lean
+        }
         sink = self._sinks_active.get(stream)
         if isinstance(sink, CareCycleSink) and self._is_plain_stream(stream, sink):
             self._lean_sinks[stream] = sink

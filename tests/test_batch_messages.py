@@ -143,6 +143,11 @@ def unreadable_cases(tmp_path: Path) -> dict[str, tuple[str, str, str]]:
             "batch file s3://bucket.example/leads.json.gz: cannot be opened",
             "Qsecretpw",
         ),
+        "signed URL": (
+            batch_line(["https://bucket.example/leads.json.gz?X-Amz-Signature=Qsig#Qfrag"]),
+            "batch file https://bucket.example/leads.json.gz: cannot be opened",
+            "Qsig",
+        ),
     }
 
 
@@ -153,6 +158,7 @@ CASES = [
     "says gzip, is not",
     "unknown format",
     "password in the URL",
+    "signed URL",
 ]
 
 

@@ -54,7 +54,9 @@ BAD_LINES = {
         json.dumps({"type": "SCHEMA", "stream": "x", "schema": LEAD_SCHEMA, "key_properties": [1]}),
         "key_properties",
     ),
-    "state without value": (json.dumps({"type": "STATE", "bookmarks": {}}), "no `value`"),
+    "state without value": (json.dumps({"type": "STATE", "bookmarks": {}}), "`value`"),
+    "state value a list": (json.dumps({"type": "STATE", "value": [1]}), "not an object"),
+    "state value a string": (json.dumps({"type": "STATE", "value": SECRET_NAME}), "not an object"),
     "batch without manifest": (
         json.dumps({"type": "BATCH", "stream": "leads", "encoding": {"format": "jsonl"}}),
         "manifest",
@@ -318,3 +320,20 @@ def test_a_non_object_record_on_a_disabled_stream_is_skipped(tmp_path, secret_sa
     assert run.returncode == 0, run.stderr[-3000:]
     counts = run.states[-1]["target_carecycle"]["leads"]
     assert (counts["received"], counts["skipped"], counts["rejected"]) == (2, 2, 0)
+
+
+@pytest.mark.parametrize("bom", [b"\xef\xbb\xbf", b""], ids=["utf-8 BOM", "no BOM"])
+def test_a_byte_order_mark_before_the_first_line_is_not_data(tmp_path, secret_sandbox, bom):
+    lines = [schema_line(), *GOOD, json.dumps({"type": "STATE", "value": STATE})]
+    data = bom + "\r\n".join(lines).encode() + b"\r\n"
+    run = run_bytes(tmp_path, target_config(secret_sandbox), data)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert len(secret_sandbox.customers()) == 3
+    assert run.states[-1]["target_carecycle"]["leads"]["succeeded"] == 3
+
+
+def test_a_byte_order_mark_after_the_first_line_is_bad_input(tmp_path, secret_sandbox):
+    data = (schema_line() + "\n").encode() + b"\xef\xbb\xbf" + GOOD[0].encode() + b"\n"
+    run = run_bytes(tmp_path, target_config(secret_sandbox), data)
+    assert run.returncode == 1
+    assert stop_line(run.stderr).startswith("target-carecycle: line 2: ")

@@ -137,3 +137,41 @@ def test_after_make_room_every_earlier_batch_sharing_an_id_is_finished():
         assert events == ["first done, 2 ids"]
         assert dispatcher.in_flight == 0
         dispatcher.close()
+
+
+def run_in_process(config: dict[str, Any], lines: list[str]) -> tuple[int, str]:
+    """One run of the target in this process, with the SDK's periodic drain on every check."""
+    import io
+    from contextlib import redirect_stderr, redirect_stdout
+
+    from target_carecycle.target import TargetCareCycle
+
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        target = TargetCareCycle(config=config, validate_config=True)
+        # Stands in for a run older than the SDK's 5 minutes: every age check drains all
+        # sinks and forgets the retired ones.
+        target._MAX_RECORD_AGE_IN_MINUTES = -1.0
+        code = target.run(io.StringIO("".join(line + "\n" for line in lines)))
+    return code, out.getvalue()
+
+
+def test_a_stream_aliased_onto_another_never_strands_its_records(tmp_path, sandbox):
+    """`forms` mapped onto `crm` with other columns replaces crm's sink; crm's later records
+    must reach the new sink, even after the SDK's periodic drain forgot the old one."""
+    config = {
+        **target_config(sandbox, results_file=str(tmp_path / "results.jsonl")),
+        "stream_maps": {"forms": {"__alias__": "crm"}},
+    }
+    lines = [schema("crm"), schema("forms", SCHEMA_V2)]
+    lines += [record("crm", i, "crm") for i in range(10)]
+    lines += [state(), record("forms", 100, "forms")]
+    lines += [record("crm", i, "crm") for i in range(10, 20)]
+    lines.append(state())
+
+    code, stdout = run_in_process(config, lines)
+
+    assert code == 0
+    assert len(sandbox.customers()) == 21
+    final = json.loads(stdout.splitlines()[-1])["target_carecycle"]["crm"]
+    assert final["received"] == final["succeeded"] == 21
