@@ -14,6 +14,7 @@ from target_carecycle.client import BatchResult
 from target_carecycle.leads import normalise_lead
 from target_carecycle.mapping import StreamMapper, settings_for_stream
 from target_carecycle.outcomes import mask_lead
+from target_carecycle.singer_input import BadInput, safe_name
 
 if TYPE_CHECKING:
     from singer_sdk.sinks.core import BaseJSONSchemaValidator
@@ -69,20 +70,61 @@ class PendingLeads:
 class SchemaCheck:
     """Optional check against the tap's schema that reports instead of raising."""
 
-    def __init__(self, schema: dict[str, Any]) -> None:
+    def __init__(self, stream: str, schema: dict[str, Any]) -> None:
         from jsonschema import Draft7Validator, FormatChecker
+        from jsonschema.exceptions import SchemaError
 
+        self._stream = stream
+        try:
+            Draft7Validator.check_schema(schema)
+        except SchemaError as exc:
+            raise BadInput(
+                f"SCHEMA for stream '{safe_name(stream)}' is not a valid JSON Schema, needed by "
+                f"validate_records ({'.'.join(map(str, exc.absolute_path)) or 'schema'}: "
+                f"{exc.validator})"
+            ) from None
         self._validator = Draft7Validator(schema, format_checker=FormatChecker())
         self.last_error: str | None = None
 
     def validate(self, record: dict[str, Any]) -> None:
-        """Remember the first schema violation of `record` (no values), or None."""
-        error = next(iter(self._validator.iter_errors(record)), None)
+        """Remember the first schema violation of `record` (no values), or None.
+
+        The reason names the place in the schema, never the record's own keys (a key can
+        be personal data, e.g. an email used as a key).
+        """
+        from jsonschema.exceptions import ValidationError
+
+        try:
+            error = next(iter(self._validator.iter_errors(record)), None)
+        except ValidationError:
+            raise
+        except Exception as exc:  # e.g. a $ref the schema cannot resolve
+            raise BadInput(
+                f"SCHEMA for stream '{safe_name(self._stream)}' cannot check records with "
+                f"validate_records ({type(exc).__name__})"
+            ) from None
         if error is None:
             self.last_error = None
             return
-        where = ".".join(str(p) for p in error.absolute_path) or "record"
+        where = schema_path(error.absolute_schema_path)
         self.last_error = f"{where}: does not match the stream's schema ({error.validator})"
+
+
+def schema_path(parts: Iterable[Any]) -> str:
+    """The place in the schema that failed, named from the schema alone.
+
+    ['properties', 'contacts', 'additionalProperties', 'type'] gives
+    `contacts.additionalProperties`: no `properties` steps, no failing keyword.
+    """
+    steps = [str(part) for part in parts][:-1]
+    named: list[str] = []
+    index = 0
+    while index < len(steps):
+        if steps[index] == "properties" and index + 1 < len(steps):
+            index += 1
+        named.append(steps[index])
+        index += 1
+    return ".".join(named) or "record"
 
 
 class CareCycleSink(BatchSink):
@@ -123,7 +165,7 @@ class CareCycleSink(BatchSink):
         """Schema checks are opt-in (`validate_records`); lead validation always runs."""
         if not self.config.get("validate_records", False):
             return None
-        return SchemaCheck(self.schema)  # type: ignore[return-value]
+        return SchemaCheck(self.stream_name, self.schema)  # type: ignore[return-value]
 
     def prepare_plain_record(self, record: dict[str, Any]) -> None:
         """Do to a lean-path record what the SDK's record path does to it (see target.py).

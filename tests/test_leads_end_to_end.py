@@ -7,6 +7,7 @@ import os
 import re
 import stat
 
+import pytest
 from target_runner import run_target, target_config
 
 from target_carecycle.sandbox.samples import singer_lines
@@ -319,3 +320,51 @@ def test_flattening_takes_the_sdk_path_and_still_maps(sandbox, tmp_path):
     (customer,) = sandbox.customers()
     assert customer["phoneNumber"] == "+13052345678"
     assert customer["externalId"] == "flat:7"
+
+
+@pytest.mark.parametrize(
+    ("bad_property", "says"),
+    [
+        ({"type": 5}, "line 1: SCHEMA for stream 'typed' is not a valid JSON Schema"),
+        ({"type": "string", "pattern": "(["}, "line 1: SCHEMA for stream 'typed'"),
+        ("a string", "line 1: SCHEMA for stream 'typed' is not a valid JSON Schema"),
+        ({"$ref": "#/definitions/missing"}, "line 2: SCHEMA for stream 'typed' cannot check"),
+    ],
+    ids=["type not a name", "bad pattern", "property not a schema", "missing $ref"],
+)
+def test_a_schema_validate_records_cannot_use_stops_the_run_naming_it(
+    sandbox, tmp_path, bad_property, says
+):
+    schema = {"type": "object", "properties": {"id": {"type": "integer"}, "zip": bad_property}}
+    records = [{"id": 1, "phone": "3052345678", "zip": "33101"}]
+    lines = singer_lines("typed", records, schema=schema, key_properties=["id"])
+    run = run_target(tmp_path, target_config(sandbox, validate_records=True), lines)
+
+    assert run.returncode == 1
+    stop = [line for line in run.stderr.splitlines() if line.startswith("target-carecycle: ")]
+    assert len(stop) == 1 and stop[0].startswith(f"target-carecycle: {says}"), run.stderr[-2000:]
+    assert "Traceback" not in run.stderr and "3052345678" not in run.stderr
+    assert run.states == []
+
+
+def test_schema_check_reasons_never_name_a_records_own_keys(sandbox, tmp_path):
+    """A key can be personal data (an email used as a key): reasons name the schema's place."""
+    schema = {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"},
+            "phone": {"type": "string"},
+            "zip": {"type": "string"},
+            "contacts": {"type": "object", "additionalProperties": {"type": "string"}},
+        },
+    }
+    records = [{"id": 1, "phone": "3052345678", "zip": "33101", "contacts": {"jo@ex.com": 1}}]
+    lines = singer_lines("typed", records, schema=schema, key_properties=["id"])
+    reject_file = tmp_path / "rejects.jsonl"
+    config = target_config(sandbox, validate_records=True, reject_file=str(reject_file))
+    run = run_target(tmp_path, config, lines)
+
+    assert run.returncode == 0, run.stderr
+    assert "reason=contacts.additionalProperties: does not match" in run.stderr
+    assert "jo@ex.com" not in run.stderr
+    assert "jo@ex.com" not in json.loads(reject_file.read_text())["reason"]
