@@ -10,10 +10,10 @@ import threading
 from types import FrameType
 from typing import Any, ClassVar
 
-from singer_sdk.exceptions import ConfigValidationError
+from singer_sdk.exceptions import ConfigValidationError, MappingError
 from singer_sdk.helpers._classproperty import classproperty
 from singer_sdk.helpers.capabilities import CapabilitiesEnum, PluginCapabilities
-from singer_sdk.mapper import SameRecordTransform
+from singer_sdk.mapper import RemoveRecordTransform, SameRecordTransform
 from singer_sdk.target_base import Target
 
 from target_carecycle.client import (
@@ -221,7 +221,10 @@ class TargetCareCycle(Target):
             return
         sink = self._lean_sinks.get(stream)
         if sink is None:
+            received = self._records_received()
             super()._process_record_message(message_dict)
+            if self._records_received() == received:  # a stream map filtered it out
+                self._skip_filtered(stream)
             return
         sink.prepare_plain_record(record)
         sink.tally_record_read()
@@ -240,14 +243,23 @@ class TargetCareCycle(Target):
         if sink is not None:
             sink.reject_unusable(record, reason)
             return
-        with self.guarded():  # a stream whose map sends its records nowhere
-            position = self.outcomes.received(stream)
-            self.outcomes.rejected(stream, position, None, reason, None)
-        self.outcomes.check_error_limit()
+        del record, reason  # a stream whose map sends its records nowhere: nothing to check
+        self._skip_filtered(stream)
+
+    def _records_received(self) -> int:
+        return sum(tally.received for tally in self.outcomes.tallies.values())
+
+    def _skip_filtered(self, stream: str) -> None:
+        """Count a record that `stream_maps` sent to no sink (`__filter__`, `__NULL__`)."""
+        with self.guarded():
+            self.outcomes.received(stream)
+            self.outcomes.skipped(stream)
 
     def _sink_of(self, stream: str) -> CareCycleSink | None:
         """The sink that receives `stream`'s records (its first stream map's)."""
         for stream_map in self.mapper.stream_maps.get(stream, []):
+            if isinstance(stream_map, RemoveRecordTransform):
+                continue  # the SDK makes a sink for it, but no record ever reaches it
             sink = self._sinks_active.get(stream_map.stream_alias)
             if isinstance(sink, CareCycleSink):
                 return sink
@@ -362,6 +374,12 @@ class TargetCareCycle(Target):
             self._settle_after_stop(may_emit_state=False)
         except InputLineError as exc:
             self._report_stop(str(exc))
+            code = 1
+            self._settle_after_stop(may_emit_state=False)
+        except MappingError as exc:  # the message may quote a record: name the kind only
+            self.logger.debug("stream_maps failed", exc_info=True)
+            where = self._line_reached()
+            self._report_stop(f"{where}stream_maps cannot be applied ({type(exc).__name__})")
             code = 1
             self._settle_after_stop(may_emit_state=False)
         except Exception as exc:  # a problem no check foresaw: still settle and account

@@ -368,3 +368,43 @@ def test_schema_check_reasons_never_name_a_records_own_keys(sandbox, tmp_path):
     assert "reason=contacts.additionalProperties: does not match" in run.stderr
     assert "jo@ex.com" not in run.stderr
     assert "jo@ex.com" not in json.loads(reject_file.read_text())["reason"]
+
+
+FILTER_COLUMNS = {"id": "integer", "phone": "string", "zip": "string"}
+
+
+def test_records_a_stream_map_filters_out_are_counted_skipped(sandbox, tmp_path):
+    """`__filter__` and `__NULL__` are the user's choice: skipped, never silently gone, never
+    an error (even a record that is not an object, on a stream mapped to nowhere)."""
+    leads = [{"id": n, "phone": f"30523456{n:02d}", "zip": "33101"} for n in range(10)]
+    schema = {
+        "type": "object",
+        "properties": {name: {"type": kind} for name, kind in FILTER_COLUMNS.items()},
+    }
+    lines = [
+        *singer_lines("leads", leads, schema=schema, key_properties=["id"]),
+        *singer_lines("dropped", leads[:3], schema=schema, key_properties=["id"]),
+        json.dumps({"type": "RECORD", "stream": "dropped", "record": None}),
+        json.dumps({"type": "STATE", "value": {"bookmarks": {}}}),
+    ]
+    maps = {"leads": {"__filter__": "id % 2 == 0"}, "dropped": None}
+    config = target_config(sandbox, stream_maps=maps, max_record_errors=0)
+    run = run_target(tmp_path, config, lines)
+
+    assert run.returncode == 0, run.stderr[-2000:]
+    counts = run.states[-1]["target_carecycle"]
+    assert counts["leads"]["received"] == 10
+    assert counts["leads"]["succeeded"] == 5 and counts["leads"]["skipped"] == 5
+    assert counts["dropped"]["received"] == counts["dropped"]["skipped"] == 4
+    assert len(sandbox.customers()) == 5
+
+
+def test_a_stream_map_that_cannot_apply_stops_the_run_naming_stream_maps(sandbox, tmp_path):
+    lines = list(singer_lines("leads", [{"phone": "3052345678", "zip": "33101"}]))
+    config = target_config(sandbox, stream_maps={"leads": {"__filter__": "no_such_column > 1"}})
+    run = run_target(tmp_path, config, lines)
+
+    assert run.returncode == 1
+    stop = [line for line in run.stderr.splitlines() if line.startswith("target-carecycle: ")]
+    assert stop == ["target-carecycle: line 2: stream_maps cannot be applied (MapExpressionError)"]
+    assert "Traceback" not in run.stderr
