@@ -45,9 +45,11 @@ class PendingLeads:
     This keeps the last version of a lead last across sinks: the SDK retires a sink on a
     SCHEMA change and drains it only at the end of input, and two streams may carry the same
     externalId. When a newer version arrives in another sink than the one holding the older
-    version, that older sink is flushed (handed to the dispatcher) first; the dispatcher then
+    version, the older one is withdrawn from that sink unsent and counted `merged`, exactly as
+    within one batch; an older version already dispatched is handled by the dispatcher, which
     keeps the newer batch back until the older one is finished. So an externalId is pending in
-    at most one sink, and batches sharing an externalId are dispatched in input order.
+    at most one sink, batches keep their full size whatever the streams interleave, and
+    versions reach careCycle in input order.
     """
 
     def __init__(self) -> None:
@@ -196,9 +198,7 @@ class CareCycleSink(BatchSink):
             if not self._stream_settings.enabled:
                 self._outcomes.skipped(self.stream_name)
                 return
-            older = self._collect(record, position)
-        if older is not None:
-            self._target.drain_one(older)  # its older version must be dispatched first
+            self._collect(record, position)
 
     def reject_unusable(self, record: Any, reason: str) -> None:
         """Count a record that is not an object (or nests too deep) as received and rejected."""
@@ -211,19 +211,19 @@ class CareCycleSink(BatchSink):
             self._outcomes.rejected(self.stream_name, position, None, reason, kept)
         self._outcomes.check_error_limit()
 
-    def _collect(self, record: dict[str, Any], position: int) -> CareCycleSink | None:
-        """Queue the record's lead (or reject it); return a sink holding an older version."""
+    def _collect(self, record: dict[str, Any], position: int) -> None:
+        """Queue the record's lead (or reject it), replacing any older pending version."""
         stream = self.stream_name
         schema_error = getattr(self._validator, "last_error", None)
         try:
             raw = self._mapper.map_record(record)
         except (ValueError, TypeError) as exc:
             self._reject(position, None, f"record cannot be mapped: {exc}", record)
-            return None
+            return
         external_id = str(raw["externalId"])
         if schema_error:
             self._reject(position, external_id, schema_error, record)
-            return None
+            return
         self._warn_once_about_content_hash()
         result = normalise_lead(
             raw,
@@ -234,12 +234,20 @@ class CareCycleSink(BatchSink):
             self._outcomes.omitted(stream, result.omitted)
         if result.lead is None:
             self._reject(position, external_id, result.rejection or "invalid lead", record)
-            return None
+            return
         replaced = self._batch.pop(external_id, None)
         if replaced is not None:
             self._outcomes.merged(stream, replaced.position, external_id)
         self._batch[external_id] = PendingLead(position, external_id, result.lead, record)
-        return self._target.pending.claim(external_id, self)
+        older = self._target.pending.claim(external_id, self)
+        if older is not None:
+            older.withdraw(external_id)
+
+    def withdraw(self, external_id: str) -> None:
+        """A newer version of this lead is pending in another sink: drop ours unsent (merged)."""
+        replaced = self._batch.pop(external_id, None)
+        if replaced is not None:
+            self._outcomes.merged(self.stream_name, replaced.position, external_id)
 
     def _reject(self, position: int, external_id: str | None, reason: str, record: Any) -> None:
         self._outcomes.rejected(self.stream_name, position, external_id, reason, record)

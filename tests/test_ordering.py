@@ -67,7 +67,11 @@ def test_schema_change_mid_stream_keeps_the_newer_versions(tmp_path):
         held = held_versions(sandbox)
     assert run.returncode == 0, run.stderr[-2000:]
     assert held == {f"lead-{i}": "new" for i in range(200)}
-    assert run.states[-1]["target_carecycle"]["leads"]["succeeded"] == 350
+    counts = run.states[-1]["target_carecycle"]["leads"]
+    # The 150 older versions still pending in the retired sink are replaced unsent (merged),
+    # so the batches stay full: 350 records, 2 requests of up to 200 leads.
+    assert counts["succeeded"] == 200 and counts["merged"] == 150
+    assert counts["received"] == 350
 
 
 def test_two_streams_with_the_same_external_ids_keep_the_later_stream_version(tmp_path):
@@ -82,8 +86,26 @@ def test_two_streams_with_the_same_external_ids_keep_the_later_stream_version(tm
     assert run.returncode == 0, run.stderr[-2000:]
     assert held == {f"lead-{i}": "forms" for i in range(200)}
     counts = run.states[-1]["target_carecycle"]
-    assert counts["crm"]["succeeded"] == 50
+    assert counts["crm"]["merged"] == 50 and counts["crm"]["succeeded"] == 0
     assert counts["forms"]["succeeded"] == 200
+
+
+def test_alternating_streams_with_shared_ids_keep_full_batches(tmp_path):
+    """Records of one lead alternate between two streams: the older copy is merged away,
+    never sent, so 600 records make 2 requests, not one per record."""
+    lines = [schema("crm"), schema("forms")]
+    for i in range(300):
+        lines += [record("crm", i, "crm"), record("forms", i, "forms")]
+    lines += [state()]
+    with running_sandbox(SandboxConfig(rate_limit=0)) as sandbox:
+        run = run_target(tmp_path, target_config(sandbox), lines)
+        held = held_versions(sandbox)
+        requests = sandbox.stats()["upload_requests"]
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert held == {f"lead-{i}": "forms" for i in range(300)}
+    assert requests == 2
+    counts = run.states[-1]["target_carecycle"]
+    assert counts["crm"]["merged"] == 300 and counts["forms"]["succeeded"] == 300
 
 
 def test_interleaved_streams_and_schema_changes_end_with_each_leads_last_version(tmp_path):
