@@ -30,7 +30,7 @@ class PendingLead:
     external_id: str
     lead: dict[str, Any]
     record: Mapping[str, Any]
-    payload_hash: str = ""  # set when a sync store is in use
+    payload_hash: bytes = b""  # set when a sync store is in use
 
 
 class SchemaCheck:

@@ -30,6 +30,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Float,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -55,6 +56,7 @@ DEFAULT_TIMEOUT = 30.0
 DEFAULT_FILE_NAME = "sync.sqlite"
 APP_DIR = "target-carecycle"
 _SECRET_LABEL = b"target-carecycle sync store v1"
+DIGEST_BYTES = 16  # HMAC-SHA-256 truncated to 128 bits: no collision in any realistic store
 
 metadata = MetaData()
 meta_table = Table(
@@ -66,7 +68,7 @@ meta_table = Table(
 accounts_table = Table(
     "carecycle_sync_accounts",
     metadata,
-    Column("account", String(32), primary_key=True),
+    Column("account", LargeBinary(DIGEST_BYTES), primary_key=True),
     Column("api_url", String(2048), nullable=False),
     Column("key_fingerprint", String(16), nullable=False),
     Column("first_seen", DateTime(timezone=True), nullable=False),
@@ -74,16 +76,17 @@ accounts_table = Table(
 leads_table = Table(
     "carecycle_sync_leads",
     metadata,
-    Column("account", String(32), primary_key=True),
-    Column("lead_key", String(64), primary_key=True),
-    Column("payload_hash", String(64), nullable=False),
+    Column("account", LargeBinary(DIGEST_BYTES), primary_key=True),
+    Column("lead_key", LargeBinary(DIGEST_BYTES), primary_key=True),
+    Column("payload_hash", LargeBinary(DIGEST_BYTES), nullable=False),
     Column("carecycle_id", String(255)),
     Column("synced_at", DateTime(timezone=True), nullable=False),
+    sqlite_with_rowid=False,  # the primary key is the table: no second copy as an index
 )
 budget_table = Table(
     "carecycle_sync_budget",
     metadata,
-    Column("account", String(32), primary_key=True),
+    Column("account", LargeBinary(DIGEST_BYTES), primary_key=True),
     # Epoch seconds (the store's clock) at which the next request of this account may start.
     Column("next_start", Float, nullable=False),
 )
@@ -112,19 +115,20 @@ class Account:
         )
 
     @property
-    def account_id(self) -> str:
+    def account_id(self) -> bytes:
         """The store's key for this account (128 bits of SHA-256 over URL and fingerprint)."""
         both = f"{self.api_url}\n{self.key_fingerprint}".encode()
-        return hashlib.sha256(both).hexdigest()[:32]
+        return hashlib.sha256(both).digest()[:DIGEST_BYTES]
 
-    def lead_key(self, external_id: str) -> str:
-        """An externalId as stored: HMAC-SHA-256 under the account's secret."""
-        return hmac.new(self._secret, external_id.encode("utf-8"), hashlib.sha256).hexdigest()
+    def lead_key(self, external_id: str) -> bytes:
+        """An externalId as stored: HMAC-SHA-256 under the account's secret (128 bits)."""
+        digest = hmac.new(self._secret, external_id.encode("utf-8"), hashlib.sha256).digest()
+        return digest[:DIGEST_BYTES]
 
-    def payload_hash(self, lead: Mapping[str, Any]) -> str:
+    def payload_hash(self, lead: Mapping[str, Any]) -> bytes:
         """Digest of the exact payload sent: canonical JSON (sorted keys), HMAC-SHA-256."""
         canonical = dumps_json(dict(sorted(lead.items())))
-        return hmac.new(self._secret, canonical, hashlib.sha256).hexdigest()
+        return hmac.new(self._secret, canonical, hashlib.sha256).digest()[:DIGEST_BYTES]
 
 
 def default_location() -> Path:
@@ -263,7 +267,7 @@ class SyncStore:
 
     # Leads
 
-    def unchanged_ids(self, payload_hashes: Mapping[str, str]) -> set[str]:
+    def unchanged_ids(self, payload_hashes: Mapping[str, bytes]) -> set[str]:
         """The externalIds whose stored payload digest equals the given one (one query)."""
         if self._engine is None or not payload_hashes:
             return set()
@@ -281,26 +285,27 @@ class SyncStore:
                 same.add(ext_id)
         return same
 
-    def record_acknowledged(self, entries: Iterable[tuple[str, str, str | None]]) -> int:
+    def record_acknowledged(self, entries: Iterable[tuple[str, bytes, str | None]]) -> int:
         """Store (externalId, payload digest, careCycle id) of leads careCycle accepted.
 
         One transaction for the whole batch; an entry replaces the externalId's older one.
         Returns the number of entries written.
         """
         now = datetime.now(timezone.utc)
-        rows = [
-            {
+        rows: dict[bytes, dict[str, Any]] = {}
+        for ext_id, payload_hash, carecycle_id in entries:
+            lead_key = self.account.lead_key(ext_id)
+            rows[lead_key] = {
                 "account": self._account_id,
-                "lead_key": self.account.lead_key(ext_id),
+                "lead_key": lead_key,
                 "payload_hash": payload_hash,
                 "carecycle_id": carecycle_id,
                 "synced_at": now,
             }
-            for ext_id, payload_hash, carecycle_id in entries
-        ]
         if not rows or self._engine is None:
             return 0
-        insert = self._insert(leads_table)
+        # One INSERT with every row (a batch is at most 200): one round trip per batch.
+        insert = self._insert(leads_table).values(list(rows.values()))
         upsert = insert.on_conflict_do_update(
             index_elements=[leads_table.c.account, leads_table.c.lead_key],
             set_={
@@ -312,7 +317,7 @@ class SyncStore:
             },
         )
         with self._transaction(write=True) as conn:
-            conn.execute(upsert, rows)
+            conn.execute(upsert)
         return len(rows)
 
     def count(self) -> int:
@@ -464,7 +469,6 @@ def _engine(where: _Location, *, writable: bool) -> Engine:
     try:
         engine = create_engine(
             where.url,
-            pool_pre_ping=True,
             connect_args={"connect_timeout": max(1, round(where.timeout))},
         )
     except NoSuchModuleError:

@@ -69,14 +69,14 @@ def test_only_leads_equal_to_the_acknowledged_version_are_unchanged(tmp_path):
 def test_an_acknowledgement_without_an_id_keeps_the_known_id(tmp_path):
     path = tmp_path / "s.sqlite"
     store = SyncStore.open(str(path), ACCOUNT)
-    store.record_acknowledged([("E-1", "a" * 64, "cc-1")])
-    store.record_acknowledged([("E-1", "b" * 64, None)])
+    store.record_acknowledged([("E-1", b"a" * 16, "cc-1")])
+    store.record_acknowledged([("E-1", b"b" * 16, None)])
     store.close()
     with sqlite3.connect(path) as conn:
         rows = conn.execute(
             "SELECT payload_hash, carecycle_id FROM carecycle_sync_leads"
         ).fetchall()
-    assert rows == [("b" * 64, "cc-1")]
+    assert rows == [(b"b" * 16, "cc-1")]
 
 
 def test_accounts_do_not_share_entries(tmp_path):
@@ -128,9 +128,8 @@ def test_the_store_holds_no_key_no_external_id_and_no_personal_value(tmp_path):
     # The stored externalId is keyed by a secret from the API key, not a plain digest.
     import hashlib
 
-    plain = hashlib.sha256(b"E-1").hexdigest().encode()
-    assert plain not in raw
-    assert ACCOUNT.lead_key("E-1").encode() in raw
+    assert hashlib.sha256(b"E-1").digest()[:16] not in raw
+    assert ACCOUNT.lead_key("E-1") in raw
     assert "cc_" not in repr(ACCOUNT)
 
 

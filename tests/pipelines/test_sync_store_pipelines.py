@@ -196,7 +196,7 @@ def test_a_dry_run_on_an_empty_postgresql_database_creates_nothing(
 ) -> None:
     account = Account.for_key("http://127.0.0.1:1", SECRET_KEY)
     store = SyncStore.open(store_url, account, writable=False)
-    assert store.unchanged_ids({"E-1": "0" * 64}) == set()
+    assert store.unchanged_ids({"E-1": bytes(16)}) == set()
     store.close()
     tables = postgres.psql(
         "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'",
