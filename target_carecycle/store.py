@@ -76,8 +76,10 @@ accounts_table = Table(
 leads_table = Table(
     "carecycle_sync_leads",
     metadata,
-    Column("account", LargeBinary(DIGEST_BYTES), primary_key=True),
+    # lead_key leads the primary key: a batch's lookup (lead_key IN ...) is an index range
+    # scan whatever the planner's statistics say.
     Column("lead_key", LargeBinary(DIGEST_BYTES), primary_key=True),
+    Column("account", LargeBinary(DIGEST_BYTES), primary_key=True),
     Column("payload_hash", LargeBinary(DIGEST_BYTES), nullable=False),
     Column("carecycle_id", String(255)),
     Column("synced_at", DateTime(timezone=True), nullable=False),
