@@ -56,6 +56,9 @@ DEFAULT_TIMEOUT = 30.0
 DEFAULT_FILE_NAME = "sync.sqlite"
 APP_DIR = "target-carecycle"
 _SECRET_LABEL = b"target-carecycle sync store v1"
+# No reservation or 429 wait is ever this far ahead (careCycle's retryAfter is capped at
+# 600 s); a slot further away comes from a clock set back and is ignored.
+MAX_WAIT_AHEAD = 900.0
 DIGEST_BYTES = 16  # HMAC-SHA-256 truncated to 128 bits: no collision in any realistic store
 
 metadata = MetaData()
@@ -341,6 +344,8 @@ class SyncStore:
         with self._budget_lock, self._transaction(write=True) as conn:
             now = self._now(conn)
             next_start = self._locked_next_start(conn, now)
+            if next_start > now + MAX_WAIT_AHEAD:
+                next_start = now  # a clock that jumped back, not a real reservation
             start = max(now, next_start)
             self._set_next_start(conn, start + interval)
         return start - now

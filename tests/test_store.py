@@ -304,6 +304,14 @@ def test_a_429_holds_back_every_run_sharing_the_store(tmp_path):
     assert other_account.reserve_request(1.0) == 0
 
 
+def test_a_slot_from_a_clock_set_back_is_ignored(tmp_path):
+    store = SyncStore.open(str(tmp_path / "s.sqlite"), ACCOUNT)
+    store.reserve_request(1.0)
+    with sqlite3.connect(tmp_path / "s.sqlite") as conn:
+        conn.execute("UPDATE carecycle_sync_budget SET next_start = next_start + 86400")
+    assert store.reserve_request(1.0) == 0
+
+
 def test_concurrent_writers_never_lose_an_entry(tmp_path):
     location = str(tmp_path / "s.sqlite")
     stores = [SyncStore.open(location, ACCOUNT) for _ in range(3)]

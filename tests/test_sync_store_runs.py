@@ -176,6 +176,17 @@ def test_a_dry_run_reads_the_store_but_never_writes_it(secret_sandbox, tmp_path)
     assert sandbox.stats()["leads_received"] == received
 
 
+def test_a_dry_run_without_a_key_does_not_consult_the_store(tmp_path, monkeypatch):
+    state = tmp_path / "xdg"
+    monkeypatch.setenv("XDG_STATE_HOME", str(state))
+    config = {"dry_run": True}
+    run = run_target(tmp_path, config, lines(distinctive_leads(5)))
+    tally = counts(run)
+    assert (tally["succeeded"], tally["unchanged"]) == (5, 0)
+    assert "sync store is not consulted" in run.stderr
+    assert not state.exists()
+
+
 def test_the_newest_version_always_lands_last(tmp_path):
     """Versions of one externalId in consecutive batches: the store is never compared stale.
 
