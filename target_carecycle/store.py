@@ -34,6 +34,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    bindparam,
     create_engine,
     event,
     func,
@@ -56,9 +57,11 @@ DEFAULT_TIMEOUT = 30.0
 DEFAULT_FILE_NAME = "sync.sqlite"
 APP_DIR = "target-carecycle"
 _SECRET_LABEL = b"target-carecycle sync store v1"
-# No reservation or 429 wait is ever this far ahead (careCycle's retryAfter is capped at
-# 600 s); a slot further away comes from a clock set back and is ignored.
+# No 429 wait is longer (careCycle's retryAfter is capped at 600 s), and no more slots are
+# reserved ahead than this (8 upload threads in each of a dozen runs): a next slot further
+# away comes from a clock that was set back, and is ignored.
 MAX_WAIT_AHEAD = 900.0
+MAX_SLOTS_AHEAD = 100
 DIGEST_BYTES = 16  # HMAC-SHA-256 truncated to 128 bits: no collision in any realistic store
 
 metadata = MetaData()
@@ -94,6 +97,13 @@ budget_table = Table(
     Column("account", LargeBinary(DIGEST_BYTES), primary_key=True),
     # Epoch seconds (the store's clock) at which the next request of this account may start.
     Column("next_start", Float, nullable=False),
+)
+
+
+# One statement for every batch's lookup, built once (the key list is bound, not rendered).
+_LOOKUP = select(leads_table.c.lead_key, leads_table.c.payload_hash).where(
+    leads_table.c.account == bindparam("account"),
+    leads_table.c.lead_key.in_(bindparam("lead_keys", expanding=True)),
 )
 
 
@@ -277,12 +287,10 @@ class SyncStore:
         if self._engine is None or not payload_hashes:
             return set()
         by_key = {self.account.lead_key(ext_id): ext_id for ext_id in payload_hashes}
-        query = select(leads_table.c.lead_key, leads_table.c.payload_hash).where(
-            leads_table.c.account == self._account_id,
-            leads_table.c.lead_key.in_(list(by_key)),
-        )
         with self._transaction(write=False) as conn:
-            rows = conn.execute(query).all()
+            rows = conn.execute(
+                _LOOKUP, {"account": self._account_id, "lead_keys": list(by_key)}
+            ).all()
         same = set()
         for lead_key, stored_hash in rows:
             ext_id = by_key[lead_key]
@@ -342,22 +350,25 @@ class SyncStore:
         PostgreSQL, the write lock of the SQLite file), timed by the store's clock.
         """
         with self._budget_lock, self._transaction(write=True) as conn:
-            now = self._now(conn)
-            next_start = self._locked_next_start(conn, now)
-            if next_start > now + MAX_WAIT_AHEAD:
+            next_start = self._locked_next_start(conn)
+            now = self._now(conn)  # read under the lock: waiting for it takes no slot time
+            read_at = time.monotonic()
+            if next_start > now + MAX_WAIT_AHEAD + MAX_SLOTS_AHEAD * interval:
                 next_start = now  # a clock that jumped back, not a real reservation
             start = max(now, next_start)
             self._set_next_start(conn, start + interval)
-        return start - now
+        # The commit took time too: start on the slot, not one commit late.
+        return max(0.0, start - now - (time.monotonic() - read_at))
 
     def hold_off(self, seconds: float) -> None:
         """careCycle answered 429: no run of this account starts a request for `seconds`."""
         with self._budget_lock, self._transaction(write=True) as conn:
+            next_start = self._locked_next_start(conn)
             now = self._now(conn)
-            next_start = self._locked_next_start(conn, now)
             self._set_next_start(conn, max(next_start, now + seconds))
 
-    def _locked_next_start(self, conn: Connection, now: float) -> float:
+    def _locked_next_start(self, conn: Connection) -> float:
+        """The account's next free slot, its row locked until the transaction ends."""
         query = select(budget_table.c.next_start).where(budget_table.c.account == self._account_id)
         if not self._location.is_sqlite:
             query = query.with_for_update()
@@ -365,7 +376,7 @@ class SyncStore:
         if found is not None:
             return float(found)
         insert = self._insert(budget_table).on_conflict_do_nothing()
-        conn.execute(insert, {"account": self._account_id, "next_start": now})
+        conn.execute(insert, {"account": self._account_id, "next_start": 0.0})
         return float(conn.execute(query).scalar_one())
 
     def _set_next_start(self, conn: Connection, value: float) -> None:

@@ -303,7 +303,9 @@ def test_two_concurrent_runs_share_the_key_budget(tmp_path):
         assert stats["customers"] == 2 * per_run
         assert store_entries(sandbox, store) == 2 * per_run
         assert stats["requests"].get("200", 0) == 2 * per_run // batch
-        assert stats["requests"].get("429", 0) <= 2, stats["requests"]
+        # A request delayed on a busy machine by more than the 3% pacing margin can still
+        # meet a 429 now and then; without the shared budget about half of them would.
+        assert stats["requests"].get("429", 0) <= 3, stats["requests"]
 
 
 # A store that cannot be used stops the run before anything is sent
