@@ -226,7 +226,7 @@ class RunSettings:
             strict=bool(config.get("strict", False)),
             batch_size=min(int(config.get("batch_size_rows") or MAX_BATCH_SIZE), MAX_BATCH_SIZE),
             streams=parse_streams_setting(config.get("streams")),
-            sync_store=config.get("sync_store"),
+            sync_store=_store_location(config.get("sync_store")),
             skip_unchanged=bool(config.get("skip_unchanged", True)),
             account=(
                 Account.for_key(config.get("api_url") or DEFAULT_API_URL, config["api_key"])
@@ -234,6 +234,13 @@ class RunSettings:
                 else None
             ),
         )
+
+
+def _store_location(value: str | None) -> str | None:
+    """`sync_store` as given, except that `off` is recognised in any case."""
+    if isinstance(value, str) and value.strip().lower() == STORE_OFF:
+        return STORE_OFF
+    return value
 
 
 def setting_errors(config: Mapping[str, Any], schema: dict[str, Any]) -> list[str]:

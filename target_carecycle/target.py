@@ -26,7 +26,7 @@ from target_carecycle.mapping import MappingConfigError
 from target_carecycle.outcomes import OutputFileError, RunOutcomes, TooManyRecordErrors
 from target_carecycle.settings import API_KEY_ENV, CONFIG_SCHEMA, RunSettings, setting_errors
 from target_carecycle.sinks import CareCycleSink
-from target_carecycle.store import SyncStore, SyncStoreError
+from target_carecycle.store import STORE_OFF, SyncStore, SyncStoreError
 
 EXIT_SIGNAL_BASE = 128
 RECORD_AGE_CHECK_EVERY = 1000
@@ -214,7 +214,7 @@ class TargetCareCycle(Target):
         """
         settings = self.settings
         if not settings.uses_sync_store:
-            if settings.sync_store != "off" and settings.dry_run:
+            if settings.sync_store != STORE_OFF and settings.dry_run:
                 self.logger.info("Dry run without api_key: the sync store is not consulted")
             return
         assert settings.account is not None

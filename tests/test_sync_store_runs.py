@@ -403,7 +403,7 @@ def test_the_default_store_lives_under_xdg_state_home(secret_sandbox, tmp_path, 
 def test_sync_store_off_sends_every_time_and_keeps_nothing(secret_sandbox, tmp_path, monkeypatch):
     state = tmp_path / "xdg"
     monkeypatch.setenv("XDG_STATE_HOME", str(state))
-    config = target_config(secret_sandbox, sync_store="off")
+    config = target_config(secret_sandbox, sync_store="Off")
     leads = distinctive_leads(10)
     for _ in range(2):
         tally = counts(run_target(tmp_path, config, lines(leads)))
