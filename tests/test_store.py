@@ -188,6 +188,21 @@ def test_a_corrupt_file_is_refused(tmp_path):
         SyncStore.open(str(path), ACCOUNT, writable=False)
 
 
+def test_a_file_damaged_past_its_header_is_refused_at_open(tmp_path):
+    """Damage in the pages of entries (not the header) is found before anything is sent."""
+    path = tmp_path / "s.sqlite"
+    store = SyncStore.open(str(path), ACCOUNT)
+    for batch in range(20):
+        acknowledge(store, [lead(batch * 200 + i) for i in range(200)])
+    store.close()
+    data = bytearray(path.read_bytes())
+    for offset in range(4 * 4096, len(data), 4096):
+        data[offset + 64 : offset + 512] = bytes(range(256)) + bytes(range(192))
+    path.write_bytes(bytes(data))
+    with pytest.raises(SyncStoreError, match="not a usable SQLite database"):
+        SyncStore.open(str(path), ACCOUNT)
+
+
 def test_a_store_of_a_newer_schema_version_is_refused(tmp_path):
     path = tmp_path / "s.sqlite"
     SyncStore.open(str(path), ACCOUNT).close()
