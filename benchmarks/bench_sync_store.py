@@ -17,9 +17,10 @@ same run. Scenarios:
   wall time from the first start to the last end, and the combined share of the limit
   (successful requests per minute / 120).
 
-Usage (about 4 minutes on 2 cores; ``--quick``: 20k/2k leads and 1,000 per concurrent run):
+Usage (4-7 minutes on 2 cores; ``--quick``: 20k/2k leads and 1,000 per concurrent run):
 
     .venv/bin/python benchmarks/bench_sync_store.py [--quick] [--json FILE] [--no-postgres]
+        [--no-concurrent]
 
 Figures and findings: docs/performance.md, section "Sync store".
 """
@@ -264,6 +265,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--no-concurrent", action="store_true", help="skip the two-run scenario")
     args = parser.parse_args()
     large, small, per_run = (20_000, 2_000, 1_000) if args.quick else (100_000, 10_000, 3_000)
     figures: dict[str, Any] = {"large": large, "small": small, "per_run": per_run}
@@ -293,6 +295,8 @@ def main() -> int:
             figures["postgresql"] = rerun_scenario(workdir, "postgresql", url, (large,), pg)
         else:
             say("PostgreSQL: skipped (no server binaries or --no-postgres)")
+        if args.no_concurrent:
+            return _write(args.json, figures)
         say(f"Two runs on one key at once, {per_run:,} leads each, limit 2 requests/s, burst 1")
         stores = {
             "own pacing (sync_store off)": "off",
@@ -304,8 +308,12 @@ def main() -> int:
                 f"postgresql+psycopg://postgres:unused@127.0.0.1:{pg.port}/sync_shared"
             )
         figures["concurrent"] = concurrent_scenario(workdir, per_run, stores)
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2, default=str))
+    return _write(args.json, figures)
+
+
+def _write(path: Path | None, figures: dict[str, Any]) -> int:
+    if path:
+        path.write_text(json.dumps(figures, indent=2, default=str))
     return 0
 
 

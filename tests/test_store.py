@@ -114,6 +114,25 @@ def test_payload_hash_ignores_key_order_and_sees_every_value(payload, rnd):
     )
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.text(max_size=40), st.text(min_size=1, max_size=40))
+def test_digests_are_hmac_sha256_under_a_secret_from_the_key(external_id, key):
+    import hashlib
+    import hmac
+
+    from target_carecycle.serialization import dumps_json
+
+    account = Account.for_key("https://api.carecycle.ai", key)
+    secret = hmac.new(key.encode(), b"target-carecycle sync store v1", hashlib.sha256).digest()
+    expected = hmac.new(secret, external_id.encode(), hashlib.sha256).digest()[:16]
+    assert account.lead_key(external_id) == expected
+    payload = {"z": 1, "externalId": external_id, "a": [{"y": 2, "b": None}]}
+    canonical = dumps_json({"a": [{"b": None, "y": 2}], "externalId": external_id, "z": 1})
+    assert (
+        account.payload_hash(payload) == (hmac.new(secret, canonical, hashlib.sha256).digest()[:16])
+    )
+
+
 def test_the_store_holds_no_key_no_external_id_and_no_personal_value(tmp_path):
     path = tmp_path / "s.sqlite"
     store = SyncStore.open(str(path), ACCOUNT)
