@@ -242,6 +242,17 @@ class SyncStore:
         self.account = account
         self._account_id = account.account_id
         self._budget_lock = threading.Lock()
+        insert = self._insert(leads_table)
+        self._upsert = insert.on_conflict_do_update(
+            index_elements=[leads_table.c.account, leads_table.c.lead_key],
+            set_={
+                "payload_hash": insert.excluded.payload_hash,
+                "carecycle_id": func.coalesce(
+                    insert.excluded.carecycle_id, leads_table.c.carecycle_id
+                ),
+                "synced_at": insert.excluded.synced_at,
+            },
+        )
 
     @classmethod
     def open(cls, location: str | None, account: Account, *, writable: bool = True) -> SyncStore:
@@ -299,7 +310,7 @@ class SyncStore:
         if self._engine is None or not payload_hashes:
             return set()
         by_key = {self.account.lead_key(ext_id): ext_id for ext_id in payload_hashes}
-        with self._transaction(write=False) as conn:
+        with self._transaction(write=False, one_query=True) as conn:
             rows = self._lookup(conn, list(by_key))
         same = set()
         for lead_key, stored_hash in rows:
@@ -340,20 +351,10 @@ class SyncStore:
             }
         if not rows or self._engine is None:
             return 0
-        # One INSERT with every row (a batch is at most 200): one round trip per batch.
-        insert = self._insert(leads_table).values(list(rows.values()))
-        upsert = insert.on_conflict_do_update(
-            index_elements=[leads_table.c.account, leads_table.c.lead_key],
-            set_={
-                "payload_hash": insert.excluded.payload_hash,
-                "carecycle_id": func.coalesce(
-                    insert.excluded.carecycle_id, leads_table.c.carecycle_id
-                ),
-                "synced_at": insert.excluded.synced_at,
-            },
-        )
+        # One statement, built once, executed for every row: the driver sends the batch in
+        # one go (psycopg's pipeline, sqlite3's executemany).
         with self._transaction(write=True) as conn:
-            conn.execute(upsert)
+            conn.execute(self._upsert, list(rows.values()))
         return len(rows)
 
     def count(self) -> int:
@@ -423,12 +424,18 @@ class SyncStore:
         return dialect.insert(table)
 
     @contextmanager
-    def _transaction(self, *, write: bool) -> Iterator[Connection]:
-        """One transaction; database problems become SyncStoreError naming the setting."""
+    def _transaction(self, *, write: bool, one_query: bool = False) -> Iterator[Connection]:
+        """One transaction; database problems become SyncStoreError naming the setting.
+
+        `one_query`: a single SELECT, which PostgreSQL runs without BEGIN and COMMIT (one
+        round trip instead of three).
+        """
         assert self._engine is not None
         try:
             with self._engine.connect() as conn:
                 conn.execution_options(carecycle_write=write)
+                if one_query and not write and not self._location.is_sqlite:
+                    conn.execution_options(isolation_level="AUTOCOMMIT")
                 with conn.begin():
                     yield conn
         except SyncStoreError:
