@@ -6,6 +6,7 @@ import os
 import sqlite3
 import stat
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -336,6 +337,26 @@ def test_a_429_holds_back_every_run_sharing_the_store(tmp_path):
     assert 480 < second.reserve_request(1.0) <= 500
     other_account = SyncStore.open(location, Account.for_key("http://127.0.0.1:1", KEY))
     assert other_account.reserve_request(1.0) == 0
+
+
+def test_at_high_rates_one_transaction_reserves_a_window_of_slots(tmp_path):
+    """At 6,000 a minute a slot per transaction would cap the rate: 20 slots are taken at once.
+
+    The stored next slot moves past all of them, so another run sharing the store starts
+    after them; a 429 drops the slots taken before it.
+    """
+    path = tmp_path / "s.sqlite"
+    store = SyncStore.open(str(path), ACCOUNT)
+    before = time.time()
+    store.reserve_request(0.01)
+    with sqlite3.connect(path) as conn:
+        (next_start,) = conn.execute("SELECT next_start FROM carecycle_sync_budget").fetchone()
+    assert len(store._slots) == 19
+    assert next_start >= before + 20 * 0.01
+    store.hold_off(1.0)
+    assert len(store._slots) == 0
+    assert store.reserve_request(60.0) > 0.5  # after the hold-off, one slot at a time
+    assert len(store._slots) == 0
 
 
 def test_a_slot_from_a_clock_set_back_is_ignored(tmp_path):
