@@ -120,6 +120,8 @@ class Account:
     api_url: str
     key_fingerprint: str
     _secret: bytes = field(repr=False)
+    _inner: Any = field(init=False, repr=False, compare=False)
+    _outer: Any = field(init=False, repr=False, compare=False)
 
     @classmethod
     def for_key(cls, api_url: str, api_key: str) -> Account:
@@ -146,9 +148,9 @@ class Account:
         object.__setattr__(self, "_outer", hashlib.sha256(bytes(b ^ 0x5C for b in block)))
 
     def _mac(self, message: bytes) -> bytes:
-        inner = self._inner.copy()  # type: ignore[attr-defined]
+        inner = self._inner.copy()
         inner.update(message)
-        outer = self._outer.copy()  # type: ignore[attr-defined]
+        outer = self._outer.copy()
         outer.update(inner.digest())
         return outer.digest()[:DIGEST_BYTES]
 
@@ -215,20 +217,13 @@ def _parse(location: str) -> _Location:
     if not 0 < timeout <= 3600:
         raise SyncStoreError(f"{SETTING}: the URL's timeout must be between 0 and 3600 seconds")
     url = url.set(query=query)
-    backend, driver = url.get_backend_name(), url.get_driver_name()
-    if backend == "sqlite" and driver == "pysqlite":
+    backend = url.get_backend_name()
+    if backend == "sqlite" and url.get_driver_name() == "pysqlite":
         database = url.database or ""
         file = None if database in ("", ":memory:") else os.path.abspath(database)
         return _Location(url, timeout, file)
-    if (
-        backend == "postgresql"
-        and driver in ("psycopg", "psycopg2")
-        and url.drivername
-        in (
-            "postgresql",
-            "postgresql+psycopg",
-        )
-    ):
+    if backend == "postgresql" and url.drivername in ("postgresql", "postgresql+psycopg"):
+        # plain postgresql:// would mean psycopg2 to SQLAlchemy; psycopg 3 is what is installed
         return _Location(url.set(drivername="postgresql+psycopg"), timeout, None)
     raise SyncStoreError(
         f"{SETTING}: must be a file path, sqlite:///PATH or postgresql+psycopg://... "
