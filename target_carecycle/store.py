@@ -64,6 +64,8 @@ MAX_WAIT_AHEAD = 900.0
 MAX_SLOTS_AHEAD = 100
 # At rates above 5 a second, one transaction reserves the slots of this many seconds.
 RESERVE_WINDOW = 0.2
+# PostgreSQL advisory lock held while the tables are checked or created.
+SCHEMA_LOCK_ID = 7426150812
 DIGEST_BYTES = 16  # HMAC-SHA-256 truncated to 128 bits: no collision in any realistic store
 
 metadata = MetaData()
@@ -475,7 +477,7 @@ class SyncStore:
                     )
             if not self._location.is_sqlite and writable:
                 # Two runs creating the tables at once would collide: one waits for the other.
-                conn.execute(text("SELECT pg_advisory_xact_lock(7426150812)"))
+                conn.execute(text(f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK_ID})"))
             if writable:
                 metadata.create_all(conn, checkfirst=True)
             elif not conn.dialect.has_table(conn, meta_table.name):

@@ -21,7 +21,13 @@ from pipeline_helpers import (
 
 from target_carecycle.sandbox import RunningSandbox, SandboxConfig, running_sandbox
 from target_carecycle.sandbox.samples import api_leads, singer_lines
-from target_carecycle.store import SCHEMA_VERSION, Account, SyncStore, SyncStoreError
+from target_carecycle.store import (
+    SCHEMA_LOCK_ID,
+    SCHEMA_VERSION,
+    Account,
+    SyncStore,
+    SyncStoreError,
+)
 
 HEADER = ["External ID", "First Name", "Last Name", "Phone", "Zip Code"]
 SECRET_KEY = "cc_pipeline_sync_secret_0123456789"
@@ -207,3 +213,20 @@ def test_a_dry_run_on_an_empty_postgresql_database_creates_nothing(
     )
     assert tables.strip() == "0"
     assert os.environ.get("TARGET_CARECYCLE_SYNC_STORE") is None
+
+
+def test_a_postgresql_store_locked_past_its_timeout_is_refused(store_url: str) -> None:
+    """Another session holds the lock taken while the tables are checked: one line, no wait."""
+    import psycopg
+
+    account = Account.for_key("http://127.0.0.1:1", SECRET_KEY)
+    SyncStore.open(store_url, account).close()
+    plain = store_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(plain, autocommit=True) as holder:
+        holder.execute(f"SELECT pg_advisory_lock({SCHEMA_LOCK_ID})")
+        with pytest.raises(SyncStoreError) as caught:
+            SyncStore.open(store_url + "?timeout=1", account)
+    message = str(caught.value)
+    assert message.startswith("sync_store: postgresql+psycopg://postgres:***@")
+    assert "locked by another process for more than 1 s" in message
+    assert "Pg-Store-Sekr3t" not in message
