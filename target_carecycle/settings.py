@@ -227,7 +227,7 @@ class RunSettings:
             batch_size=min(int(config.get("batch_size_rows") or MAX_BATCH_SIZE), MAX_BATCH_SIZE),
             streams=parse_streams_setting(config.get("streams")),
             sync_store=_store_location(config.get("sync_store")),
-            skip_unchanged=bool(config.get("skip_unchanged", True)),
+            skip_unchanged=config.get("skip_unchanged") is not False,  # unset or null: true
             account=(
                 Account.for_key(config.get("api_url") or DEFAULT_API_URL, config["api_key"])
                 if config.get("api_key")
