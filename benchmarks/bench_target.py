@@ -255,7 +255,10 @@ class Bench:
         """Reset the sandbox, run the target on `leads` leads, check nothing was lost."""
         self.counter += 1
         stem = self.workdir / f"run-{self.counter}"
-        config = {"api_url": box.url, "api_key": DEFAULT_API_KEY, **settings}
+        # A fresh sync store per run: every run sends all its leads (the first run's cost).
+        sync_store = str(stem.with_suffix(".sync.sqlite"))
+        config = {"api_url": box.url, "api_key": DEFAULT_API_KEY, "sync_store": sync_store}
+        config.update(settings)
         config_path = stem.with_suffix(".config.json")
         config_path.write_text(json.dumps(config))
         report = stem.with_suffix(".rusage.json")

@@ -63,6 +63,8 @@ LABELS = {
     "batch_size_rows": "Batch Size (leads per request)",
     "validate_records": "Validate Records",
     "add_record_metadata": "Add Record Metadata",
+    "sync_store": "Sync Store",
+    "skip_unchanged": "Skip Unchanged Leads",
 }
 OPTION_LABELS = {
     "phone_validation": {

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote, quote_plus, unquote, urlsplit
 
 import backoff
@@ -274,19 +274,33 @@ class BatchResult:
     requests: int = 0
 
 
+class SharedBudget(Protocol):
+    """A request budget shared by every run on one account (kept in the sync store)."""
+
+    def reserve_request(self, interval: float) -> float:
+        """Reserve the next slot, `interval` after the last one; return seconds to wait."""
+
+    def hold_off(self, seconds: float) -> None:
+        """No run of the account starts a request for `seconds`."""
+
+
 class RequestPacer:
     """Spaces request starts so a key stays under its per-minute budget (thread-safe).
 
     A 429 holds every sender back for the time careCycle asks and slows the pace; each
-    success brings the pace back towards the configured budget.
+    success brings the pace back towards the configured budget. With a `shared` budget the
+    slots are reserved there, so concurrent runs on one key split the budget between them.
     """
 
-    def __init__(self, per_minute: int, stop: threading.Event) -> None:
+    def __init__(
+        self, per_minute: int, stop: threading.Event, shared: SharedBudget | None = None
+    ) -> None:
         self._base_interval = 60.0 * PACING_MARGIN / per_minute if per_minute > 0 else 0.0
         self._interval = self._base_interval
         self._next_start = 0.0
         self._lock = threading.Lock()
         self._stop = stop
+        self._shared = shared if per_minute > 0 else None
 
     @property
     def interval(self) -> float:
@@ -295,6 +309,9 @@ class RequestPacer:
 
     def wait_turn(self) -> None:
         """Block until this caller may start a request."""
+        if self._shared is not None:
+            _sleep(self._shared.reserve_request(self._interval), self._stop)
+            return
         with self._lock:
             now = time.monotonic()
             start = max(now, self._next_start)
@@ -307,6 +324,8 @@ class RequestPacer:
             self._next_start = max(self._next_start, time.monotonic() + seconds)
             slower = max(self._interval * 1.5, self._base_interval, 0.05)
             self._interval = min(slower, 60.0)
+        if self._shared is not None:
+            self._shared.hold_off(seconds)
 
     def note_success(self) -> None:
         """Recover a little of the pace lost to 429s."""
@@ -323,12 +342,17 @@ def _sleep(seconds: float, stop: threading.Event) -> None:
 class LeadUploadClient:
     """Posts batches of leads to careCycle, riding out 429s and transient failures."""
 
-    def __init__(self, settings: ClientSettings, stop: threading.Event | None = None) -> None:
+    def __init__(
+        self,
+        settings: ClientSettings,
+        stop: threading.Event | None = None,
+        shared_budget: SharedBudget | None = None,
+    ) -> None:
         if problem := check_api_url(settings.api_url):
             raise FatalApiError(f"api_url: {problem}")
         self.settings = settings
         self.stop = stop or threading.Event()
-        self.pacer = RequestPacer(settings.max_requests_per_minute, self.stop)
+        self.pacer = RequestPacer(settings.max_requests_per_minute, self.stop, shared_budget)
         self._local = threading.local()
         self.requests_sent = 0
         self._count_lock = threading.Lock()
@@ -686,6 +710,7 @@ __all__ = [
     "LeadUploadClient",
     "RequestPacer",
     "Scrubber",
+    "SharedBudget",
     "UploadDispatcher",
     "UploadInterrupted",
     "check_api_url",

@@ -1,8 +1,9 @@
 """The account of every record: counters, metrics, the reject and results files, the summary.
 
 Every record the target receives ends in exactly one outcome, per stream:
-received = succeeded + failed + rejected + merged + skipped + unsent (unsent only when a run
-stops early). Logs name a record by stream, position and externalId, never by personal data.
+received = succeeded + failed + rejected + merged + skipped + unchanged + unsent (unsent only
+when a run stops early; unchanged: equal to what careCycle last acknowledged, so not sent).
+Logs name a record by stream, position and externalId, never by personal data.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from singer_sdk import metrics
 from target_carecycle.leads import PERSONAL_FIELDS
 from target_carecycle.serialization import dumps_json
 
-OUTCOMES = ("succeeded", "failed", "rejected", "merged", "skipped", "unsent")
+OUTCOMES = ("succeeded", "failed", "rejected", "merged", "skipped", "unchanged", "unsent")
 PROGRESS_INTERVAL_SECONDS = 30.0
 
 logger = logging.getLogger("target-carecycle.outcomes")
@@ -44,6 +45,7 @@ class StreamTally:
     rejected: int = 0
     merged: int = 0
     skipped: int = 0
+    unchanged: int = 0
     unsent: int = 0
     omitted: Counter[str] = field(default_factory=Counter)
     reasons: Counter[str] = field(default_factory=Counter)
@@ -143,6 +145,12 @@ class RunOutcomes:
         """A record of a disabled stream was ignored."""
         self.tally(stream).skipped += 1
         self._count(stream, "skipped")
+
+    def unchanged(self, stream: str, count: int) -> None:
+        """Leads equal to what careCycle last acknowledged for their externalIds: not sent."""
+        if count:
+            self.tally(stream).unchanged += count
+            self._count(stream, "unchanged", count)
 
     def merged(self, stream: str, position: int, external_id: str) -> None:
         """An earlier lead with the same externalId in the batch was replaced by a later one."""
@@ -270,8 +278,9 @@ class RunOutcomes:
         totals = self.totals()
         rate = totals.succeeded / max(now - self._started, 1e-9)
         logger.info(
-            "Progress: %d leads sent, %d failed, %d rejected, %.0f leads/s",
+            "Progress: %d leads sent, %d unchanged, %d failed, %d rejected, %.0f leads/s",
             totals.succeeded,
+            totals.unchanged,
             totals.failed,
             totals.rejected,
             rate,
@@ -360,6 +369,7 @@ def _mask(value: Any) -> str:
 def _counts_text(tally: StreamTally, sent_label: str) -> str:
     text = (
         f"received {tally.received}, {sent_label} {tally.succeeded}, failed {tally.failed}, "
-        f"rejected {tally.rejected}, merged {tally.merged}, skipped {tally.skipped}"
+        f"rejected {tally.rejected}, merged {tally.merged}, skipped {tally.skipped}, "
+        f"unchanged {tally.unchanged}"
     )
     return text + (f", not sent (run stopped) {tally.unsent}" if tally.unsent else "")

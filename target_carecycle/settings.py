@@ -29,6 +29,7 @@ from target_carecycle.client import (
     check_api_url,
 )
 from target_carecycle.mapping import MappingConfigError, StreamSettings, parse_streams_setting
+from target_carecycle.store import STORE_OFF, Account, location_problem
 
 ENV_PREFIX = "TARGET_CARECYCLE_"
 API_KEY_ENV = f"{ENV_PREFIX}API_KEY"
@@ -84,7 +85,7 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
         description=(
             "Per-stream mapping, keyed by stream name or `*`: `fields` {leadField: "
             "'dotted.path'}, `custom_fields` {fieldKey: 'dotted.path'}, `source_id`, "
-            "`lead_cost`, `external_id` (dotted path), `enabled`. See README."
+            "`lead_cost`, `external_id` (dotted path), `enabled`. See docs/mapping.md."
         ),
     ),
     th.Property(
@@ -186,6 +187,29 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
             "fails is rejected with the reason; lead validation always runs."
         ),
     ),
+    th.Property(
+        "sync_store",
+        th.StringType,
+        secret=True,  # a PostgreSQL URL may hold a password
+        title="Sync store",
+        description=(
+            "Where the record of what careCycle acknowledged is kept (to skip unchanged "
+            "leads, and to share the key's request budget between runs): a file path "
+            "(SQLite), `sqlite:///PATH`, `postgresql+psycopg://USER:PASSWORD@HOST/DB` "
+            "(extra `postgres`), or `off`. Default: "
+            "$XDG_STATE_HOME/target-carecycle/sync.sqlite (else ~/.local/state/...). "
+            "See docs/sync-store.md."
+        ),
+    ),
+    th.Property(
+        "skip_unchanged",
+        th.BooleanType,
+        default=True,
+        description=(
+            "Do not send a lead whose payload equals the one careCycle last acknowledged for "
+            "its externalId (outcome `unchanged`). false: send every lead (still recorded)."
+        ),
+    ),
 ).to_dict()
 
 
@@ -201,6 +225,16 @@ class RunSettings:
     strict: bool
     batch_size: int
     streams: Mapping[str, StreamSettings] = field(default_factory=dict)
+    # The sync store: None is the default location, `off` disables it. The account is None
+    # without an API key (a dry run may have none; it then cannot consult the store).
+    sync_store: str | None = None
+    skip_unchanged: bool = True
+    account: Account | None = None
+
+    @property
+    def uses_sync_store(self) -> bool:
+        """True unless `sync_store: off` or there is no key to name the account."""
+        return self.sync_store != STORE_OFF and self.account is not None
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> RunSettings:
@@ -230,6 +264,13 @@ class RunSettings:
             strict=bool(config.get("strict", False)),
             batch_size=min(int(config.get("batch_size_rows") or MAX_BATCH_SIZE), MAX_BATCH_SIZE),
             streams=parse_streams_setting(config.get("streams")),
+            sync_store=_store_location(config.get("sync_store")),
+            skip_unchanged=config.get("skip_unchanged") is not False,  # unset or null: true
+            account=(
+                Account.for_key(config.get("api_url") or DEFAULT_API_URL, config["api_key"])
+                if config.get("api_key")
+                else None
+            ),
         )
 
 
@@ -398,6 +439,13 @@ def _read_booleans(
     return errors
 
 
+def _store_location(value: str | None) -> str | None:
+    """`sync_store` as given, except that `off` is recognised in any case."""
+    if isinstance(value, str) and value.strip().lower() == STORE_OFF:
+        return STORE_OFF
+    return value
+
+
 def setting_errors(config: Mapping[str, Any]) -> list[str]:
     """Checks JSON schema cannot express; one line per problem, never echoing a value."""
     errors = []
@@ -419,6 +467,9 @@ def setting_errors(config: Mapping[str, Any]) -> list[str]:
         parse_streams_setting(config.get("streams"))
     except MappingConfigError as exc:
         errors.append(str(exc))
+    sync_store = config.get("sync_store")
+    if isinstance(sync_store, str) and (problem := location_problem(sync_store)):
+        errors.append(problem)
     return errors
 
 

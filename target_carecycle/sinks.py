@@ -37,6 +37,7 @@ class PendingLead:
     external_id: str
     lead: dict[str, Any]
     record: Mapping[str, Any]
+    payload_hash: bytes = b""  # set when a sync store is in use
 
 
 class PendingLeads:
@@ -269,30 +270,51 @@ class CareCycleSink(BatchSink):
         """Hand the collected leads to the dispatcher (or, in a dry run, count them).
 
         The leads stay in this sink's batch until the dispatcher has taken them, so a stop
-        signal at any point leaves each lead counted exactly once.
+        signal at any point leaves each lead counted exactly once. Unchanged leads are found
+        only once every earlier batch sharing an externalId has been handed back (its
+        acknowledged leads stored), so the store is never compared with a stale version.
         """
         entries = list(self._batch.values())
         if not entries:
             return
         external_ids = frozenset(self._batch)
         if self._target.settings.dry_run:
+            unchanged = self._find_unchanged(entries)
             with self._target.guarded():
                 self._batch = {}
                 self._target.pending.release(external_ids, self)
-                self._pretend_sent(entries)
+                self._outcomes.unchanged(self.stream_name, len(unchanged))
+                self._pretend_sent([e for e in entries if e.external_id not in unchanged])
             return
         dispatcher = self._target.dispatcher
         dispatcher.make_room(external_ids)
-        # Every earlier batch sharing an externalId with this one is finished here.
+        # Every earlier batch sharing an externalId with this one is finished here, so the
+        # store holds what careCycle has for these leads.
+        unchanged = self._find_unchanged(entries)
         with self._target.guarded():
             self._batch = {}
             self._target.pending.release(external_ids, self)
+            self._outcomes.unchanged(self.stream_name, len(unchanged))
+            to_send = [entry for entry in entries if entry.external_id not in unchanged]
+            if not to_send:
+                return
             dispatcher.enqueue(
-                [entry.lead for entry in entries],
-                external_ids,
-                on_done=partial(self._record_result, entries),
-                on_lost=partial(self._record_lost, entries),
+                [entry.lead for entry in to_send],
+                frozenset(entry.external_id for entry in to_send),
+                on_done=partial(self._record_result, to_send),
+                on_lost=partial(self._record_lost, to_send),
             )
+
+    def _find_unchanged(self, entries: list[PendingLead]) -> set[str]:
+        """The externalIds whose lead equals what careCycle last acknowledged (one lookup)."""
+        store = self._target.sync_store
+        if store is None:
+            return set()
+        for entry in entries:
+            entry.payload_hash = store.account.payload_hash(entry.lead)
+        if not self._target.settings.skip_unchanged:
+            return set()
+        return store.unchanged_ids({entry.external_id: entry.payload_hash for entry in entries})
 
     def _record_result(self, entries: list[PendingLead], result: BatchResult) -> None:
         outcomes, stream = self._outcomes, self.stream_name
@@ -305,7 +327,19 @@ class CareCycleSink(BatchSink):
                 else:
                     outcomes.failed(stream, entry.position, entry.external_id, reason, entry.record)
             outcomes.maybe_log_progress()
+            self._store_acknowledged(entries, result)
         outcomes.check_error_limit()
+
+    def _store_acknowledged(self, entries: list[PendingLead], result: BatchResult) -> None:
+        """Remember the leads careCycle accepted (one transaction); refused ones are retried."""
+        store = self._target.sync_store
+        if store is None or self._target.settings.dry_run:
+            return
+        store.record_acknowledged(
+            (entry.external_id, entry.payload_hash, result.ids.get(index))
+            for index, entry in enumerate(entries)
+            if index not in result.failures
+        )
 
     def _record_lost(self, entries: list[PendingLead]) -> None:
         self._outcomes.unsent(self.stream_name, len(entries))

@@ -40,6 +40,7 @@ from target_carecycle.singer_input import (
     usable_record,
 )
 from target_carecycle.sinks import CareCycleSink, PendingLeads
+from target_carecycle.store import STORE_OFF, SyncStore, SyncStoreError
 
 if sys.version_info >= (3, 12):
     from typing import override
@@ -118,6 +119,7 @@ class TargetCareCycle(Target):
         )
         self._client: LeadUploadClient | None = None
         self._dispatcher: UploadDispatcher | None = None
+        self.sync_store: SyncStore | None = None
         self._warn_about_batch_size()
 
     def _warn_about_batch_size(self) -> None:
@@ -310,7 +312,9 @@ class TargetCareCycle(Target):
         """The shared dispatcher (one per run: the rate limit is per key)."""
         if self._dispatcher is None:
             assert self.settings.client is not None, "no client in a dry run"
-            self._client = LeadUploadClient(self.settings.client, stop=self._stop)
+            self._client = LeadUploadClient(
+                self.settings.client, stop=self._stop, shared_budget=self.sync_store
+            )
             self._dispatcher = UploadDispatcher(self._client, guard=self._guard)
         return self._dispatcher
 
@@ -357,8 +361,35 @@ class TargetCareCycle(Target):
 
     # Run
 
+    def open_sync_store(self) -> None:
+        """Open and check the sync store before any input is read (a dry run only reads it).
+
+        Raises SyncStoreError: a store that cannot be used stops the run before anything is
+        sent, rather than silently sending every lead again.
+        """
+        settings = self.settings
+        if not settings.uses_sync_store:
+            if settings.sync_store != STORE_OFF and settings.dry_run:
+                self.logger.info("Dry run without api_key: the sync store is not consulted")
+            return
+        assert settings.account is not None
+        self.sync_store = SyncStore.open(
+            settings.sync_store, settings.account, writable=not settings.dry_run
+        )
+        self.logger.info(
+            "Sync store: %s (%s)",
+            self.sync_store.describe(),
+            "skipping unchanged leads" if settings.skip_unchanged else "skip_unchanged=false",
+        )
+
     def run(self, file_input: Any = None) -> int:
         """Read all input, deliver, report; return the process exit code."""
+        try:
+            self.open_sync_store()
+        except SyncStoreError as exc:
+            sys.stderr.write(f"target-carecycle: {exc}\n")
+            self.outcomes.close()
+            return 1
         code = 0
         try:
             self.listen(file_input)
@@ -393,6 +424,8 @@ class TargetCareCycle(Target):
             self.outcomes.close()
             if self._dispatcher is not None:
                 self._dispatcher.close()
+            if self.sync_store is not None:
+                self.sync_store.close()
         return code
 
     def _line_reached(self) -> str:

@@ -200,6 +200,7 @@ def test_messy_streams_become_exact_leads_and_every_record_is_accounted_for(sand
         "rejected": 2,
         "merged": 1,
         "skipped": 0,
+        "unchanged": 0,
         "unsent": 0,
     }
     assert counts["web_form"]["succeeded"] == 3

@@ -16,7 +16,7 @@ from target_carecycle.outcomes import OutputFileError, RunOutcomes, TooManyRecor
 
 def test_every_record_has_exactly_one_outcome_in_state_metrics():
     run = RunOutcomes()
-    for _ in range(6):
+    for _ in range(8):
         run.received("s")
     run.succeeded("s", "s:1", "id-1")
     run.succeeded("s", "s:2", None)
@@ -24,14 +24,16 @@ def test_every_record_has_exactly_one_outcome_in_state_metrics():
     run.rejected("s", 4, "s:4", "phoneNumber: missing", {"a": 2})
     run.merged("s", 5, "s:1")
     run.skipped("s")
+    run.unchanged("s", 2)
     counts = run.state_metrics()["s"]
     assert counts == {
-        "received": 6,
+        "received": 8,
         "succeeded": 2,
         "failed": 1,
         "rejected": 1,
         "merged": 1,
         "skipped": 1,
+        "unchanged": 2,
         "unsent": 0,
     }
     assert run.all_settled()
@@ -116,7 +118,7 @@ def test_progress_is_logged_at_most_every_30_seconds(monkeypatch, caplog):
         clock[0] += 10
         run.maybe_log_progress()
     progress = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Progress")]
-    assert progress == ["Progress: 1 leads sent, 0 failed, 0 rejected, 0 leads/s"]
+    assert progress == ["Progress: 1 leads sent, 0 unchanged, 0 failed, 0 rejected, 0 leads/s"]
 
 
 def test_summary_counts_streams_omissions_and_top_reasons():

@@ -56,11 +56,16 @@ def sandbox() -> Iterator[RunningSandbox]:
 
 
 @pytest.fixture
-def target_env(sandbox: RunningSandbox) -> dict[str, str]:
-    """Environment variables that point the Meltano loader at this test's sandbox."""
+def target_env(sandbox: RunningSandbox, tmp_path: Path) -> dict[str, str]:
+    """Environment variables that point the Meltano loader at this test's sandbox and store.
+
+    The session's Meltano project sets its own XDG_STATE_HOME, so the sync store is named
+    explicitly: each test starts with an empty one.
+    """
     return {
         "TARGET_CARECYCLE_API_URL": sandbox.url,
         "TARGET_CARECYCLE_API_KEY": sandbox.api_key,
+        "TARGET_CARECYCLE_SYNC_STORE": str(tmp_path / "sync-store.sqlite"),
     }
 
 

@@ -1,0 +1,621 @@
+"""The sync store: what careCycle acknowledged, so unchanged leads are not sent again.
+
+For each lead careCycle accepted it keeps, per account and externalId, a digest of the exact
+payload sent, careCycle's `id` and when. It also keeps each account's shared request budget, so
+runs on one key (on one machine with a SQLite file, or on many with PostgreSQL) share the
+per-minute limit instead of each spending all of it.
+
+Nothing personal and no secret is stored: the account is the API URL plus a SHA-256 fingerprint
+of the key; externalIds and payloads are stored as HMAC-SHA-256 digests keyed with a secret
+derived from the API key, which is never stored. A copy of the store without the key cannot be
+used to test guesses of externalIds or lead values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import sqlite3
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Float,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    event,
+    func,
+    select,
+    text,
+)
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.pool import QueuePool
+
+from target_carecycle.client import CareCycleError
+
+SETTING = "sync_store"
+STORE_OFF = "off"
+SCHEMA_VERSION = 1
+DEFAULT_TIMEOUT = 30.0
+DEFAULT_FILE_NAME = "sync.sqlite"
+APP_DIR = "target-carecycle"
+_SECRET_LABEL = b"target-carecycle sync store v1"
+# No 429 wait is longer (careCycle's retryAfter is capped at 600 s), and no more slots are
+# reserved ahead than this (8 upload threads in each of a dozen runs): a next slot further
+# away comes from a clock that was set back, and is ignored.
+MAX_WAIT_AHEAD = 900.0
+MAX_SLOTS_AHEAD = 100
+# At rates above 5 a second, one transaction reserves the slots of this many seconds.
+RESERVE_WINDOW = 0.2
+# PostgreSQL advisory lock held while the tables are checked or created.
+SCHEMA_LOCK_ID = 7426150812
+DIGEST_BYTES = 16  # HMAC-SHA-256 truncated to 128 bits: no collision in any realistic store
+
+metadata = MetaData()
+meta_table = Table(
+    "carecycle_sync_meta",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", String(255), nullable=False),
+)
+accounts_table = Table(
+    "carecycle_sync_accounts",
+    metadata,
+    Column("account", LargeBinary(DIGEST_BYTES), primary_key=True),
+    Column("api_url", String(2048), nullable=False),
+    Column("key_fingerprint", String(16), nullable=False),
+    Column("first_seen", DateTime(timezone=True), nullable=False),
+)
+leads_table = Table(
+    "carecycle_sync_leads",
+    metadata,
+    # lead_key leads the primary key: a batch's lookup (lead_key IN ...) is an index range
+    # scan whatever the planner's statistics say.
+    Column("lead_key", LargeBinary(DIGEST_BYTES), primary_key=True),
+    Column("account", LargeBinary(DIGEST_BYTES), primary_key=True),
+    Column("payload_hash", LargeBinary(DIGEST_BYTES), nullable=False),
+    Column("carecycle_id", String(255)),
+    Column("synced_at", DateTime(timezone=True), nullable=False),
+    sqlite_with_rowid=False,  # the primary key is the table: no second copy as an index
+)
+budget_table = Table(
+    "carecycle_sync_budget",
+    metadata,
+    Column("account", LargeBinary(DIGEST_BYTES), primary_key=True),
+    # Epoch seconds (the store's clock) at which the next request of this account may start.
+    Column("next_start", Float, nullable=False),
+)
+
+
+_LOOKUP_SQL = f"SELECT lead_key, payload_hash FROM {leads_table.name} WHERE account = ?"
+
+
+class SyncStoreError(CareCycleError):
+    """The sync store cannot be used; the message names `sync_store`, never a password."""
+
+
+# The lead as sent (serialization.dumps_json), with every object's keys sorted.
+_canonical_json = msgspec.json.Encoder(enc_hook=str, decimal_format="number", order="sorted")
+
+
+@dataclass(frozen=True)
+class Account:
+    """One careCycle account: API URL plus key fingerprint. The key itself is never kept."""
+
+    api_url: str
+    key_fingerprint: str
+    _secret: bytes = field(repr=False)
+    _inner: Any = field(init=False, repr=False, compare=False)
+    _outer: Any = field(init=False, repr=False, compare=False)
+
+    @classmethod
+    def for_key(cls, api_url: str, api_key: str) -> Account:
+        """Derive the account (and the digest secret) from the URL and the key."""
+        key = api_key.encode("utf-8")
+        return cls(
+            api_url=api_url.rstrip("/"),
+            key_fingerprint=hashlib.sha256(key).hexdigest(),
+            _secret=hmac.new(key, _SECRET_LABEL, hashlib.sha256).digest(),
+        )
+
+    @property
+    def account_id(self) -> bytes:
+        """The store's key for this account (128 bits of SHA-256 over URL and fingerprint)."""
+        both = f"{self.api_url}\n{self.key_fingerprint}".encode()
+        return hashlib.sha256(both).digest()[:DIGEST_BYTES]
+
+    def __post_init__(self) -> None:
+        # HMAC-SHA-256 with its two keyed states computed once: a digest is then two C-level
+        # hash copies, a third of the cost of hmac.new() per lead (RFC 2104; equality with
+        # hmac.new is tested).
+        block = self._secret.ljust(hashlib.sha256().block_size, b"\0")
+        object.__setattr__(self, "_inner", hashlib.sha256(bytes(b ^ 0x36 for b in block)))
+        object.__setattr__(self, "_outer", hashlib.sha256(bytes(b ^ 0x5C for b in block)))
+
+    def _mac(self, message: bytes) -> bytes:
+        inner = self._inner.copy()
+        inner.update(message)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()[:DIGEST_BYTES]
+
+    def lead_key(self, external_id: str) -> bytes:
+        """An externalId as stored: HMAC-SHA-256 under the account's secret (128 bits)."""
+        return self._mac(external_id.encode("utf-8"))
+
+    def payload_hash(self, lead: Mapping[str, Any]) -> bytes:
+        """Digest of the exact payload sent: canonical JSON (keys sorted at every level)."""
+        return self._mac(_canonical_json.encode(lead))
+
+
+def default_location() -> Path:
+    """$XDG_STATE_HOME/target-carecycle/sync.sqlite, else ~/.local/state/target-carecycle/."""
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(
+        os.path.expanduser("~"), ".local", "state"
+    )
+    return Path(base) / APP_DIR / DEFAULT_FILE_NAME
+
+
+def location_problem(location: str) -> str | None:
+    """Why `location` cannot name a store (without connecting), or None. Never echoes it."""
+    if not location.strip():
+        return f"{SETTING}: must not be empty (a file path, an SQLAlchemy URL, or `off`)"
+    if location.strip().lower() == STORE_OFF:
+        return None
+    try:
+        _parse(location)
+    except SyncStoreError as exc:
+        return str(exc)
+    return None
+
+
+@dataclass(frozen=True)
+class _Location:
+    url: URL
+    timeout: float
+    sqlite_path: str | None  # None for PostgreSQL and for an in-memory SQLite database
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.url.get_backend_name() == "sqlite"
+
+    def describe(self) -> str:
+        if self.is_sqlite:
+            return f"SQLite file {self.sqlite_path}" if self.sqlite_path else "in-memory SQLite"
+        return self.url.render_as_string(hide_password=True)
+
+
+def _parse(location: str) -> _Location:
+    if "://" not in location:
+        path = os.path.abspath(os.path.expanduser(location))
+        return _Location(URL.create("sqlite", database=path), DEFAULT_TIMEOUT, path)
+    try:
+        url = make_url(location)
+    except (ArgumentError, ValueError):
+        raise SyncStoreError(f"{SETTING}: not a valid SQLAlchemy URL") from None
+    query = dict(url.query)
+    raw_timeout = query.pop("timeout", None)
+    try:
+        timeout = DEFAULT_TIMEOUT if raw_timeout is None else float(str(raw_timeout))
+    except ValueError:
+        raise SyncStoreError(f"{SETTING}: the URL's timeout must be a number of seconds") from None
+    if not 0 < timeout <= 3600:
+        raise SyncStoreError(f"{SETTING}: the URL's timeout must be between 0 and 3600 seconds")
+    url = url.set(query=query)
+    backend = url.get_backend_name()
+    if backend == "sqlite" and url.get_driver_name() == "pysqlite":
+        database = url.database or ""
+        file = None if database in ("", ":memory:") else os.path.abspath(database)
+        return _Location(url, timeout, file)
+    if backend == "postgresql" and url.drivername in ("postgresql", "postgresql+psycopg"):
+        # plain postgresql:// would mean psycopg2 to SQLAlchemy; psycopg 3 is what is installed
+        return _Location(url.set(drivername="postgresql+psycopg"), timeout, None)
+    raise SyncStoreError(
+        f"{SETTING}: must be a file path, sqlite:///PATH or postgresql+psycopg://... "
+        "(other databases are not supported)"
+    )
+
+
+class SyncStore:
+    """An open sync store for one account. Thread-safe; every write is one transaction."""
+
+    def __init__(self, engine: Engine | None, location: _Location, account: Account) -> None:
+        self._engine = engine
+        self._location = location
+        self.account = account
+        self._account_id = account.account_id
+        self._budget_lock = threading.Lock()
+        self._slots: deque[float] = deque()  # reserved request starts, time.monotonic()
+        # SQLite: this process's threads queue here for the file's write lock instead of in
+        # SQLite's busy handler, which sleeps in steps of up to 100 ms.
+        self._write_lock = threading.Lock() if location.is_sqlite else None
+        insert = self._insert(leads_table)
+        self._upsert = insert.on_conflict_do_update(
+            index_elements=[leads_table.c.account, leads_table.c.lead_key],
+            set_={
+                "payload_hash": insert.excluded.payload_hash,
+                "carecycle_id": func.coalesce(
+                    insert.excluded.carecycle_id, leads_table.c.carecycle_id
+                ),
+                "synced_at": insert.excluded.synced_at,
+            },
+        )
+
+    @classmethod
+    def open(cls, location: str | None, account: Account, *, writable: bool = True) -> SyncStore:
+        """Open (creating it when `writable`) and check the store; raise SyncStoreError.
+
+        A read-only open (a dry run) never creates or changes anything: a store that does
+        not exist yet reads as empty.
+        """
+        where = _parse(location) if location else _parse(str(default_location()))
+        missing = where.sqlite_path is not None and not os.path.exists(where.sqlite_path)
+        if missing and not writable:
+            return cls(None, where, account)
+        try:
+            if where.is_sqlite and where.sqlite_path and writable:
+                _prepare_file(where.sqlite_path)
+            engine = _engine(where, writable=writable)
+        except SyncStoreError:
+            raise
+        except (OSError, SQLAlchemyError, sqlite3.Error, ImportError) as exc:
+            raise _store_error(exc, where) from None
+        store = cls(engine, where, account)
+        try:
+            store._check_schema(writable=writable)
+        except SyncStoreError:
+            engine.dispose()
+            raise
+        except (SQLAlchemyError, sqlite3.Error, OSError) as exc:
+            engine.dispose()
+            raise _store_error(exc, where) from None
+        return store
+
+    def describe(self) -> str:
+        """Where the store is, for logs (no password)."""
+        return self._location.describe()
+
+    @property
+    def exists(self) -> bool:
+        """False for a dry run's store that has not been created yet (it reads as empty)."""
+        return self._engine is not None
+
+    def close(self) -> None:
+        """Close every connection."""
+        if self._engine is not None:
+            self._engine.dispose()
+
+    def _forget_engine(self) -> None:
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            engine.dispose()
+
+    # Leads
+
+    def unchanged_ids(self, payload_hashes: Mapping[str, bytes]) -> set[str]:
+        """The externalIds whose stored payload digest equals the given one (one query)."""
+        if self._engine is None or not payload_hashes:
+            return set()
+        by_key = {self.account.lead_key(ext_id): ext_id for ext_id in payload_hashes}
+        with self._transaction(write=False, one_query=True) as conn:
+            rows = self._lookup(conn, list(by_key))
+        same = set()
+        for lead_key, stored_hash in rows:
+            ext_id = by_key[lead_key]
+            if hmac.compare_digest(stored_hash, payload_hashes[ext_id]):
+                same.add(ext_id)
+        return same
+
+    def _lookup(self, conn: Connection, lead_keys: list[bytes]) -> Sequence[Any]:
+        """(lead_key, payload_hash) of the stored keys among `lead_keys`, in one query.
+
+        Plain SQL through the driver: compiling a 200-item IN list took longer than the
+        database's own work (measured in benchmarks/bench_sync_store.py).
+        """
+        if self._location.is_sqlite:
+            marks = ",".join("?" * len(lead_keys))
+            sql = f"{_LOOKUP_SQL} AND lead_key IN ({marks})"
+            return conn.exec_driver_sql(sql, (self._account_id, *lead_keys)).all()
+        sql = f"{_LOOKUP_SQL.replace('?', '%s')} AND lead_key = ANY(%s)"
+        return conn.exec_driver_sql(sql, (self._account_id, lead_keys)).all()
+
+    def record_acknowledged(self, entries: Iterable[tuple[str, bytes, str | None]]) -> int:
+        """Store (externalId, payload digest, careCycle id) of leads careCycle accepted.
+
+        One transaction for the whole batch; an entry replaces the externalId's older one.
+        Returns the number of entries written.
+        """
+        now = datetime.now(timezone.utc)
+        rows: dict[bytes, dict[str, Any]] = {}
+        for ext_id, payload_hash, carecycle_id in entries:
+            lead_key = self.account.lead_key(ext_id)
+            rows[lead_key] = {
+                "account": self._account_id,
+                "lead_key": lead_key,
+                "payload_hash": payload_hash,
+                "carecycle_id": carecycle_id,
+                "synced_at": now,
+            }
+        if not rows or self._engine is None:
+            return 0
+        # One statement, built once, executed for every row: the driver sends the batch in
+        # one go (psycopg's pipeline, sqlite3's executemany).
+        with self._transaction(write=True) as conn:
+            conn.execute(self._upsert, list(rows.values()))
+        return len(rows)
+
+    def count(self) -> int:
+        """Entries kept for this account."""
+        if self._engine is None:
+            return 0
+        query = select(func.count()).where(leads_table.c.account == self._account_id)
+        with self._transaction(write=False) as conn:
+            return int(conn.execute(query).scalar_one())
+
+    # The shared request budget
+
+    def reserve_request(self, interval: float) -> float:
+        """Reserve the account's next request slot; return the seconds to wait for it.
+
+        Slots are `interval` apart across every run sharing the store (a row lock in
+        PostgreSQL, the write lock of the SQLite file), timed by the store's clock.
+        """
+        with self._budget_lock:
+            if not self._slots:
+                self._reserve_slots(interval)
+            slot = self._slots.popleft()
+        return max(0.0, slot - time.monotonic())
+
+    def _reserve_slots(self, interval: float) -> None:
+        """Take the account's next slot, or at high rates the slots of RESERVE_WINDOW.
+
+        One transaction per request would cap the rate at what the store can commit (about
+        100 a second); at careCycle's 60 a minute every request still takes its own slot.
+        """
+        count = min(max(1, int(RESERVE_WINDOW / interval)), MAX_SLOTS_AHEAD)
+        with self._transaction(write=True) as conn:
+            next_start = self._locked_next_start(conn)
+            now = self._now(conn)  # read under the lock: waiting for it takes no slot time
+            read_at = time.monotonic()
+            if next_start > now + MAX_WAIT_AHEAD + MAX_SLOTS_AHEAD * interval:
+                next_start = now  # a clock that jumped back, not a real reservation
+            start = max(now, next_start)
+            self._set_next_start(conn, start + count * interval)
+        # On this process's clock; the commit's own time counts against the wait.
+        first = read_at + (start - now)
+        self._slots.extend(first + n * interval for n in range(count))
+
+    def hold_off(self, seconds: float) -> None:
+        """careCycle answered 429: no run of this account starts a request for `seconds`."""
+        with self._budget_lock, self._transaction(write=True) as conn:
+            self._slots.clear()  # slots taken before the 429 are too early now
+            next_start = self._locked_next_start(conn)
+            now = self._now(conn)
+            self._set_next_start(conn, max(next_start, now + seconds))
+
+    def _locked_next_start(self, conn: Connection) -> float:
+        """The account's next free slot, its row locked until the transaction ends."""
+        query = select(budget_table.c.next_start).where(budget_table.c.account == self._account_id)
+        if not self._location.is_sqlite:
+            query = query.with_for_update()
+        found = conn.execute(query).scalar_one_or_none()
+        if found is not None:
+            return float(found)
+        insert = self._insert(budget_table).on_conflict_do_nothing()
+        conn.execute(insert, {"account": self._account_id, "next_start": 0.0})
+        return float(conn.execute(query).scalar_one())
+
+    def _set_next_start(self, conn: Connection, value: float) -> None:
+        conn.execute(
+            budget_table.update()
+            .where(budget_table.c.account == self._account_id)
+            .values(next_start=value)
+        )
+
+    def _now(self, conn: Connection) -> float:
+        """Epoch seconds on the store's clock: PostgreSQL's for runners on many machines."""
+        if self._location.is_sqlite:
+            return time.time()
+        clock = text("SELECT extract(epoch FROM clock_timestamp())")
+        return float(conn.execute(clock).scalar_one())
+
+    # Plumbing
+
+    def _insert(self, table: Table) -> Any:
+        dialect = sqlite_dialect if self._location.is_sqlite else pg_dialect
+        return dialect.insert(table)
+
+    @contextmanager
+    def _transaction(self, *, write: bool, one_query: bool = False) -> Iterator[Connection]:
+        """One transaction; database problems become SyncStoreError naming the setting.
+
+        `one_query`: a single SELECT, which PostgreSQL runs without BEGIN and COMMIT (one
+        round trip instead of three).
+        """
+        assert self._engine is not None
+        lock = self._write_lock if write and self._write_lock is not None else nullcontext()
+        try:
+            with lock, self._engine.connect() as conn:
+                conn.execution_options(carecycle_write=write)
+                if one_query and not write and not self._location.is_sqlite:
+                    conn.execution_options(isolation_level="AUTOCOMMIT")
+                with conn.begin():
+                    yield conn
+        except SyncStoreError:
+            raise
+        except (SQLAlchemyError, sqlite3.Error, OSError) as exc:
+            raise _store_error(exc, self._location) from None
+
+    def _check_schema(self, *, writable: bool) -> None:
+        """Create the tables on first use; refuse a store written by a newer version."""
+        with self._transaction(write=writable) as conn:
+            if self._location.is_sqlite:
+                # Every page is read once (about 0.1 s per 100,000 leads), so a damaged file
+                # stops the run here, not after some batches were sent.
+                verdict = conn.exec_driver_sql("PRAGMA quick_check(1)").scalar()
+                if verdict != "ok":
+                    raise SyncStoreError(
+                        f"{SETTING}: {self._location.describe()} is not a usable SQLite "
+                        "database (corrupt?): move it away to start a new store"
+                    )
+            if not self._location.is_sqlite and writable:
+                # Two runs creating the tables at once would collide: one waits for the other.
+                conn.execute(text(f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK_ID})"))
+            if writable:
+                metadata.create_all(conn, checkfirst=True)
+            elif not conn.dialect.has_table(conn, meta_table.name):
+                self._forget_engine()  # nothing stored yet: reads as empty
+                return
+            version = conn.execute(
+                select(meta_table.c.value).where(meta_table.c.name == "schema_version")
+            ).scalar_one_or_none()
+            if version is None and writable:
+                conn.execute(
+                    self._insert(meta_table).on_conflict_do_nothing(),
+                    {"name": "schema_version", "value": str(SCHEMA_VERSION)},
+                )
+                version = str(SCHEMA_VERSION)
+            _check_version(version)
+            if writable:
+                conn.execute(
+                    self._insert(accounts_table).on_conflict_do_nothing(),
+                    {
+                        "account": self._account_id,
+                        "api_url": self.account.api_url,
+                        "key_fingerprint": self.account.key_fingerprint[:16],
+                        "first_seen": datetime.now(timezone.utc),
+                    },
+                )
+
+
+def _check_version(version: str | None) -> None:
+    if version is None:
+        raise SyncStoreError(f"{SETTING}: the store has no schema version: not a sync store?")
+    try:
+        number = int(version)
+    except ValueError:
+        raise SyncStoreError(f"{SETTING}: the store's schema version is unreadable") from None
+    if number > SCHEMA_VERSION:
+        raise SyncStoreError(
+            f"{SETTING}: the store has schema version {number}, written by a newer "
+            f"target-carecycle (this one reads version {SCHEMA_VERSION}): upgrade the target "
+            "or point sync_store elsewhere"
+        )
+
+
+def _prepare_file(path: str) -> None:
+    """The SQLite file, created 0600 in a folder created 0700 (both only when new)."""
+    folder = os.path.dirname(path)
+    if folder and not os.path.isdir(folder):
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    os.fchmod(fd, 0o600)
+    os.close(fd)
+
+
+def _engine(where: _Location, *, writable: bool) -> Engine:
+    if where.is_sqlite:
+        return _sqlite_engine(where, writable=writable)
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        raise SyncStoreError(
+            f"{SETTING}: a PostgreSQL store needs psycopg 3: "
+            "pip install 'target-carecycle[postgres]'"
+        ) from None
+    try:
+        engine = create_engine(
+            where.url,
+            connect_args={"connect_timeout": max(1, round(where.timeout))},
+        )
+    except NoSuchModuleError:
+        raise SyncStoreError(f"{SETTING}: unsupported database driver") from None
+    lock_ms = int(where.timeout * 1000)
+
+    @event.listens_for(engine, "connect")
+    def _set_timeouts(dbapi_connection: Any, _record: Any) -> None:
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute(f"SET lock_timeout = {lock_ms}")
+        dbapi_connection.commit()
+
+    return engine
+
+
+def _sqlite_engine(where: _Location, *, writable: bool) -> Engine:
+    """SQLite with explicit transactions: BEGIN IMMEDIATE for writes takes the file's lock."""
+    database = where.sqlite_path or ":memory:"
+
+    def connect() -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            database, timeout=where.timeout, isolation_level=None, check_same_thread=False
+        )
+        if writable and where.sqlite_path:
+            # WAL: readers (lookups, a dry run) never wait for a writer.
+            conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        return conn
+
+    engine = create_engine("sqlite://", creator=connect, poolclass=QueuePool, pool_size=4)
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        write = conn.get_execution_options().get("carecycle_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine
+
+
+def _store_error(exc: BaseException, where: _Location) -> SyncStoreError:
+    """A one-line reason naming the setting and where the store is (never a password)."""
+    original = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    message = str(original).strip().splitlines()[0] if str(original).strip() else ""
+    password = where.url.password
+    if password:
+        message = message.replace(str(password), "***")
+    lowered = message.lower()
+    place = where.describe()
+    if "locked" in lowered or "lock timeout" in lowered or "busy" in lowered:
+        return SyncStoreError(
+            f"{SETTING}: {place} stayed locked by another process for more than {where.timeout:g} s"
+        )
+    if "not a database" in lowered or "malformed" in lowered or "corrupt" in lowered:
+        return SyncStoreError(
+            f"{SETTING}: {place} is not a usable SQLite database (corrupt?): move it away "
+            "to start a new store"
+        )
+    if isinstance(original, OSError):
+        reason = original.strerror or type(original).__name__
+        return SyncStoreError(f"{SETTING}: cannot use {place}: {reason}")
+    if not where.is_sqlite and ("connect" in lowered or "timeout" in lowered):
+        return SyncStoreError(f"{SETTING}: cannot reach {place}: {message[:200]}")
+    return SyncStoreError(f"{SETTING}: cannot use {place}: {message[:200]}")
+
+
+__all__ = [
+    "STORE_OFF",
+    "Account",
+    "SyncStore",
+    "SyncStoreError",
+    "default_location",
+    "location_problem",
+]

@@ -1,0 +1,397 @@
+"""SyncStore on SQLite: lookups, acknowledged entries, privacy, failure cases, the shared budget."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from target_carecycle.store import (
+    SCHEMA_VERSION,
+    Account,
+    SyncStore,
+    SyncStoreError,
+    default_location,
+    location_problem,
+)
+
+KEY = "cc_store_test_secret_key_0123456789"
+ACCOUNT = Account.for_key("http://127.0.0.1:8765/", KEY)
+
+
+def lead(index: int, **changes: object) -> dict:
+    base = {
+        "externalId": f"E-{index}",
+        "phoneNumber": f"+1312847{index:04d}",
+        "firstName": f"Qname{index:04d}x",
+        "postalCode": "60614",
+    }
+    base.update(changes)
+    return base
+
+
+def hashes(leads: list[dict], account: Account = ACCOUNT) -> dict[str, str]:
+    return {item["externalId"]: account.payload_hash(item) for item in leads}
+
+
+def acknowledge(store: SyncStore, leads: list[dict]) -> None:
+    store.record_acknowledged(
+        (item["externalId"], store.account.payload_hash(item), f"id{n:06d}")
+        for n, item in enumerate(leads)
+    )
+
+
+def store_bytes(path: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))
+
+
+def test_only_leads_equal_to_the_acknowledged_version_are_unchanged(tmp_path):
+    store = SyncStore.open(str(tmp_path / "s.sqlite"), ACCOUNT)
+    leads = [lead(i) for i in range(5)]
+    assert store.unchanged_ids(hashes(leads)) == set()
+    acknowledge(store, leads[:4])
+    changed = [*leads[:3], lead(3, firstName="Other"), leads[4]]
+    assert store.unchanged_ids(hashes(changed)) == {"E-0", "E-1", "E-2"}
+    # The newer version replaces the older one.
+    acknowledge(store, [changed[3]])
+    assert store.unchanged_ids(hashes(changed)) == {"E-0", "E-1", "E-2", "E-3"}
+    assert store.unchanged_ids(hashes(leads)) == {"E-0", "E-1", "E-2"}
+    assert store.count() == 4
+    store.close()
+
+
+def test_an_acknowledgement_without_an_id_keeps_the_known_id(tmp_path):
+    path = tmp_path / "s.sqlite"
+    store = SyncStore.open(str(path), ACCOUNT)
+    store.record_acknowledged([("E-1", b"a" * 16, "cc-1")])
+    store.record_acknowledged([("E-1", b"b" * 16, None)])
+    store.close()
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute(
+            "SELECT payload_hash, carecycle_id FROM carecycle_sync_leads"
+        ).fetchall()
+    assert rows == [(b"b" * 16, "cc-1")]
+
+
+def test_accounts_do_not_share_entries(tmp_path):
+    leads = [lead(i) for i in range(3)]
+    location = str(tmp_path / "s.sqlite")
+    first = SyncStore.open(location, ACCOUNT)
+    acknowledge(first, leads)
+    other_key = SyncStore.open(location, Account.for_key("http://127.0.0.1:8765", KEY + "x"))
+    other_url = SyncStore.open(location, Account.for_key("http://127.0.0.1:9999", KEY))
+    same = SyncStore.open(location, Account.for_key("http://127.0.0.1:8765", KEY))
+    for store in (other_key, other_url):
+        assert store.unchanged_ids(hashes(leads, store.account)) == set()
+    assert same.unchanged_ids(hashes(leads)) == {"E-0", "E-1", "E-2"}
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(
+        st.text(min_size=1, max_size=8),
+        st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=12)),
+        min_size=1,
+        max_size=8,
+    ),
+    st.randoms(use_true_random=False),
+)
+def test_payload_hash_ignores_key_order_and_sees_every_value(payload, rnd):
+    items = list(payload.items())
+    rnd.shuffle(items)
+    assert ACCOUNT.payload_hash(dict(items)) == ACCOUNT.payload_hash(payload)
+    name = rnd.choice(sorted(payload))
+    changed = {**payload, name: ["changed", payload[name]]}
+    assert ACCOUNT.payload_hash(changed) != ACCOUNT.payload_hash(payload)
+    assert ACCOUNT.payload_hash({k: v for k, v in payload.items() if k != name} | {}) != (
+        ACCOUNT.payload_hash(payload)
+    )
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(max_size=40), st.text(min_size=1, max_size=40))
+def test_digests_are_hmac_sha256_under_a_secret_from_the_key(external_id, key):
+    import hashlib
+    import hmac
+
+    from target_carecycle.serialization import dumps_json
+
+    account = Account.for_key("https://api.carecycle.ai", key)
+    secret = hmac.new(key.encode(), b"target-carecycle sync store v1", hashlib.sha256).digest()
+    expected = hmac.new(secret, external_id.encode(), hashlib.sha256).digest()[:16]
+    assert account.lead_key(external_id) == expected
+    payload = {"z": 1, "externalId": external_id, "a": [{"y": 2, "b": None}]}
+    canonical = dumps_json({"a": [{"b": None, "y": 2}], "externalId": external_id, "z": 1})
+    assert (
+        account.payload_hash(payload) == (hmac.new(secret, canonical, hashlib.sha256).digest()[:16])
+    )
+
+
+def test_the_store_holds_no_key_no_external_id_and_no_personal_value(tmp_path):
+    path = tmp_path / "s.sqlite"
+    store = SyncStore.open(str(path), ACCOUNT)
+    leads = [lead(i) for i in range(50)]
+    acknowledge(store, leads)
+    store.close()
+    raw = store_bytes(path)
+    assert KEY.encode() not in raw
+    for item in leads:
+        for value in (item["externalId"], item["phoneNumber"], item["firstName"]):
+            assert value.encode() not in raw
+    # The stored externalId is keyed by a secret from the API key, not a plain digest.
+    import hashlib
+
+    assert hashlib.sha256(b"E-1").digest()[:16] not in raw
+    assert ACCOUNT.lead_key("E-1") in raw
+    assert "cc_" not in repr(ACCOUNT)
+
+
+def test_default_location_is_private_under_xdg_state_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    assert default_location() == tmp_path / "state" / "target-carecycle" / "sync.sqlite"
+    store = SyncStore.open(None, ACCOUNT)
+    acknowledge(store, [lead(1)])
+    store.close()
+    folder = tmp_path / "state" / "target-carecycle"
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    for path in folder.iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path.name
+    monkeypatch.delenv("XDG_STATE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert default_location() == (
+        tmp_path / "home" / ".local" / "state" / "target-carecycle" / "sync.sqlite"
+    )
+
+
+def test_a_read_only_open_creates_nothing_and_changes_nothing(tmp_path):
+    path = tmp_path / "new" / "s.sqlite"
+    reader = SyncStore.open(str(path), ACCOUNT, writable=False)
+    assert not reader.exists
+    assert reader.unchanged_ids(hashes([lead(1)])) == set()
+    assert not path.parent.exists()
+
+    writer = SyncStore.open(str(path), ACCOUNT)
+    acknowledge(writer, [lead(1)])
+    writer.close()
+    before = path.read_bytes()
+    reader = SyncStore.open(str(path), ACCOUNT, writable=False)
+    assert reader.unchanged_ids(hashes([lead(1), lead(2)])) == {"E-1"}
+    reader.close()
+    assert path.read_bytes() == before
+
+
+def test_sqlite_url_and_file_path_name_the_same_store(tmp_path):
+    path = tmp_path / "s.sqlite"
+    acknowledge(SyncStore.open(str(path), ACCOUNT), [lead(1)])
+    by_url = SyncStore.open(f"sqlite:///{path}?timeout=5", ACCOUNT)
+    assert by_url.unchanged_ids(hashes([lead(1)])) == {"E-1"}
+
+
+# Stores that cannot be used
+
+
+def test_a_corrupt_file_is_refused(tmp_path):
+    path = tmp_path / "s.sqlite"
+    path.write_bytes(b"this is not a database, it is a shopping list\n" * 100)
+    with pytest.raises(SyncStoreError) as caught:
+        SyncStore.open(str(path), ACCOUNT)
+    assert str(caught.value).startswith("sync_store: ")
+    assert "not a usable SQLite database" in str(caught.value)
+    with pytest.raises(SyncStoreError):
+        SyncStore.open(str(path), ACCOUNT, writable=False)
+
+
+def test_a_file_damaged_past_its_header_is_refused_at_open(tmp_path):
+    """Damage in the pages of entries (not the header) is found before anything is sent."""
+    path = tmp_path / "s.sqlite"
+    store = SyncStore.open(str(path), ACCOUNT)
+    for batch in range(20):
+        acknowledge(store, [lead(batch * 200 + i) for i in range(200)])
+    store.close()
+    data = bytearray(path.read_bytes())
+    for offset in range(4 * 4096, len(data), 4096):
+        data[offset + 64 : offset + 512] = bytes(range(256)) + bytes(range(192))
+    path.write_bytes(bytes(data))
+    with pytest.raises(SyncStoreError, match="not a usable SQLite database"):
+        SyncStore.open(str(path), ACCOUNT)
+
+
+def test_a_store_of_a_newer_schema_version_is_refused(tmp_path):
+    path = tmp_path / "s.sqlite"
+    SyncStore.open(str(path), ACCOUNT).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "UPDATE carecycle_sync_meta SET value = ? WHERE name = 'schema_version'",
+            (str(SCHEMA_VERSION + 1),),
+        )
+    for writable in (True, False):
+        with pytest.raises(SyncStoreError, match=r"^sync_store: .*newer"):
+            SyncStore.open(str(path), ACCOUNT, writable=writable)
+
+
+def test_a_store_locked_past_the_timeout_is_refused(tmp_path):
+    path = tmp_path / "s.sqlite"
+    SyncStore.open(str(path), ACCOUNT).close()
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(SyncStoreError, match=r"^sync_store: .*locked .* 0\.5 s"):
+            SyncStore.open(f"sqlite:///{path}?timeout=0.5", ACCOUNT)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    SyncStore.open(f"sqlite:///{path}?timeout=0.5", ACCOUNT).close()
+
+
+def test_an_unreachable_postgresql_store_is_refused_without_its_password():
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"postgresql+psycopg://carecycle:Sekr3tPassw0rd@127.0.0.1:{port}/sync?timeout=2"
+    with pytest.raises(SyncStoreError) as caught:
+        SyncStore.open(url, ACCOUNT)
+    message = str(caught.value)
+    assert message.startswith("sync_store: cannot reach postgresql+psycopg://carecycle:***@")
+    assert "Sekr3tPassw0rd" not in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("location", "expected"),
+    [
+        ("", "must not be empty"),
+        ("mysql://user:Sekr3t@host/db", "must be a file path"),
+        ("sqlite:///x.db?timeout=soon", "timeout must be a number"),
+        ("sqlite:///x.db?timeout=0", "between 0 and 3600"),
+        ("postgresql+asyncpg://u:Sekr3t@h/db", "must be a file path"),
+    ],
+)
+def test_location_problems_name_the_setting_never_the_value(location, expected):
+    problem = location_problem(location)
+    assert problem is not None
+    assert problem.startswith("sync_store: ")
+    assert expected in problem
+    assert "Sekr3t" not in problem
+
+
+@pytest.mark.parametrize(
+    "location",
+    [
+        "off",
+        "leads.sqlite",
+        "sqlite:///leads.sqlite",
+        "postgresql://u:p@h/db",
+        "postgresql+psycopg://h/db",
+    ],
+)
+def test_usable_locations(location):
+    assert location_problem(location) is None
+
+
+# The shared request budget
+
+
+def test_runs_sharing_a_store_take_request_slots_one_interval_apart(tmp_path):
+    """Two stores (two runs) reserving at once: every slot is a distinct multiple of the interval.
+
+    The waits are computed by the store from its own clock, so with a 100 s interval the k-th
+    slot waits between k*100 s minus the time all reservations took, and k*100 s.
+    """
+    location = str(tmp_path / "s.sqlite")
+    runs = [SyncStore.open(location, ACCOUNT), SyncStore.open(location, ACCOUNT)]
+    interval = 100.0
+    waits: list[float] = []
+    lock = threading.Lock()
+
+    def reserve(store: SyncStore) -> None:
+        for _ in range(10):
+            wait = store.reserve_request(interval)
+            with lock:
+                waits.append(wait)
+
+    threads = [threading.Thread(target=reserve, args=(run,)) for run in runs for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(waits) == 60
+    slots = sorted(round(wait / interval) for wait in waits)
+    assert slots == list(range(60))
+    for wait in waits:
+        assert abs(wait - round(wait / interval) * interval) < 20
+
+
+def test_a_429_holds_back_every_run_sharing_the_store(tmp_path):
+    location = str(tmp_path / "s.sqlite")
+    first, second = SyncStore.open(location, ACCOUNT), SyncStore.open(location, ACCOUNT)
+    first.hold_off(500)
+    assert 480 < second.reserve_request(1.0) <= 500
+    other_account = SyncStore.open(location, Account.for_key("http://127.0.0.1:1", KEY))
+    assert other_account.reserve_request(1.0) == 0
+
+
+def test_at_high_rates_one_transaction_reserves_a_window_of_slots(tmp_path):
+    """At 6,000 a minute a slot per transaction would cap the rate: 20 slots are taken at once.
+
+    The stored next slot moves past all of them, so another run sharing the store starts
+    after them; a 429 drops the slots taken before it.
+    """
+    path = tmp_path / "s.sqlite"
+    store = SyncStore.open(str(path), ACCOUNT)
+    before = time.time()
+    store.reserve_request(0.01)
+    with sqlite3.connect(path) as conn:
+        (next_start,) = conn.execute("SELECT next_start FROM carecycle_sync_budget").fetchone()
+    assert len(store._slots) == 19
+    assert next_start >= before + 20 * 0.01
+    store.hold_off(1.0)
+    assert len(store._slots) == 0
+    assert store.reserve_request(60.0) > 0.5  # after the hold-off, one slot at a time
+    assert len(store._slots) == 0
+
+
+def test_a_slot_from_a_clock_set_back_is_ignored(tmp_path):
+    store = SyncStore.open(str(tmp_path / "s.sqlite"), ACCOUNT)
+    store.reserve_request(1.0)
+    with sqlite3.connect(tmp_path / "s.sqlite") as conn:
+        conn.execute("UPDATE carecycle_sync_budget SET next_start = next_start + 86400")
+    assert store.reserve_request(1.0) == 0
+
+
+def test_concurrent_writers_never_lose_an_entry(tmp_path):
+    location = str(tmp_path / "s.sqlite")
+    stores = [SyncStore.open(location, ACCOUNT) for _ in range(3)]
+
+    def write(store: SyncStore, offset: int) -> None:
+        for batch in range(20):
+            acknowledge(store, [lead(offset + batch * 10 + i) for i in range(10)])
+
+    threads = [
+        threading.Thread(target=write, args=(store, n * 1000)) for n, store in enumerate(stores)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert stores[0].count() == 600
+
+
+def test_store_files_are_not_world_readable_even_with_a_loose_umask(tmp_path):
+    old = os.umask(0)
+    try:
+        path = tmp_path / "deep" / "s.sqlite"
+        acknowledge(SyncStore.open(str(path), ACCOUNT), [lead(1)])
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    for file in path.parent.iterdir():
+        assert stat.S_IMODE(file.stat().st_mode) == 0o600, file.name

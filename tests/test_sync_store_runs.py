@@ -1,0 +1,431 @@
+"""The sync store end to end: the real executable, the sandbox over HTTP, a SQLite store.
+
+Every assertion is on counts the sandbox and the store keep (requests, leads received, entries),
+never on durations.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from target_runner import TARGET_EXE, TargetRun, run_target, target_config
+
+from target_carecycle.sandbox import RunningSandbox, SandboxConfig, running_sandbox
+from target_carecycle.sandbox.samples import api_leads, singer_lines
+from target_carecycle.store import SCHEMA_VERSION, Account, SyncStore
+
+SECRET_KEY = "cc_sync_store_test_secret_0123456789"
+STATE = {"bookmarks": {"leads": {"replication_key_value": 1}}}
+
+
+def distinctive_leads(count: int, start: int = 0) -> list[dict[str, Any]]:
+    leads = api_leads(count, start=start)
+    for lead in leads:
+        lead["firstName"] = f"Qsync{lead['externalId']}x"
+    return leads
+
+
+def lines(leads: list[dict[str, Any]]) -> list[str]:
+    return list(singer_lines("leads", leads, state=STATE))
+
+
+def counts(run: TargetRun) -> dict[str, int]:
+    assert run.returncode == 0, run.stderr[-3000:]
+    return run.states[-1]["target_carecycle"]["leads"]
+
+
+def assert_accounted(tally: dict[str, int]) -> None:
+    assert tally["received"] == sum(v for k, v in tally.items() if k != "received")
+
+
+def store_rows(path: Path) -> list[tuple]:
+    with sqlite3.connect(path) as conn:
+        return sorted(conn.execute("SELECT * FROM carecycle_sync_leads").fetchall())
+
+
+def store_entries(sandbox: RunningSandbox, path: Path) -> int:
+    store = SyncStore.open(str(path), Account.for_key(sandbox.url, sandbox.api_key))
+    try:
+        return store.count()
+    finally:
+        store.close()
+
+
+@pytest.fixture
+def secret_sandbox():
+    with running_sandbox(SandboxConfig(api_keys=(SECRET_KEY,), rate_limit=0)) as sandbox:
+        yield sandbox
+
+
+def test_an_unchanged_rerun_sends_nothing_and_a_changed_lead_is_sent_alone(
+    secret_sandbox, tmp_path
+):
+    sandbox = secret_sandbox
+    store = tmp_path / "store" / "sync.sqlite"
+    config = target_config(sandbox, sync_store=str(store))
+    leads = distinctive_leads(450)
+
+    first = run_target(tmp_path, config, lines(leads))
+    assert counts(first)["succeeded"] == 450
+    assert store_entries(sandbox, store) == 450
+    requests_after_first = sandbox.stats()["upload_requests"]
+
+    second = run_target(tmp_path, config, lines(leads))
+    tally = counts(second)
+    assert (tally["succeeded"], tally["unchanged"]) == (0, 450)
+    assert_accounted(tally)
+    assert sandbox.stats()["upload_requests"] == requests_after_first
+    assert "unchanged 450" in second.stderr
+    assert "0 upload requests" in second.stderr
+    assert second.states[-1]["bookmarks"] == STATE["bookmarks"]
+
+    leads[7]["lastName"] = "Changed"
+    leads[300]["postalCode"] = "10001"
+    third = run_target(tmp_path, config, lines(leads))
+    tally = counts(third)
+    assert (tally["succeeded"], tally["unchanged"]) == (2, 448)
+    assert sandbox.stats()["leads_received"] == 452
+    stored = {c["externalId"]: c for c in sandbox.customers()}
+    assert stored["leads-7"]["lastName"] == "Changed"
+    assert stored["leads-300"]["postalCode"] == "10001"
+
+    # Nothing in the store or in what the target wrote gives the key or a lead away.
+    raw = b"".join(p.read_bytes() for p in store.parent.iterdir())
+    written = first.stderr + second.stderr + third.stderr + first.stdout
+    assert SECRET_KEY.encode() not in raw and SECRET_KEY not in written
+    for lead in leads[::37]:
+        for name in ("externalId", "phoneNumber", "firstName", "email"):
+            assert lead[name].encode() not in raw
+
+
+def test_a_lead_careCycle_refused_is_sent_again_next_time(secret_sandbox, tmp_path):
+    sandbox = secret_sandbox
+    config = target_config(sandbox, sync_store=str(tmp_path / "s.sqlite"))
+    leads = distinctive_leads(20)
+    leads[4]["sourceId"] = "no-such-source"
+    first = counts(run_target(tmp_path, config, lines(leads)))
+    assert (first["succeeded"], first["failed"]) == (19, 1)
+    received = sandbox.stats()["leads_received"]
+
+    second = counts(run_target(tmp_path, config, lines(leads)))
+    assert (second["unchanged"], second["failed"]) == (19, 1)
+    assert sandbox.stats()["leads_received"] == received + 1
+
+    leads[4].pop("sourceId")
+    third = counts(run_target(tmp_path, config, lines(leads)))
+    assert (third["unchanged"], third["succeeded"]) == (19, 1)
+    fourth = counts(run_target(tmp_path, config, lines(leads)))
+    assert fourth["unchanged"] == 20
+
+
+def test_a_change_of_mapping_sends_the_affected_leads_again(secret_sandbox, tmp_path):
+    sandbox = secret_sandbox
+    config = target_config(sandbox, sync_store=str(tmp_path / "s.sqlite"))
+    leads = distinctive_leads(30)
+    assert counts(run_target(tmp_path, config, lines(leads)))["succeeded"] == 30
+    # A mapping that fills firstName from another column changes every payload.
+    config["streams"] = {"leads": {"fields": {"firstName": "lastName"}}}
+    changed = run_target(tmp_path, config, lines(leads))
+    tally = counts(changed)
+    assert (tally["succeeded"], tally["unchanged"]) == (30, 0)
+    assert counts(run_target(tmp_path, config, lines(leads)))["unchanged"] == 30
+
+
+def test_skip_unchanged_false_sends_everything_and_still_records(secret_sandbox, tmp_path):
+    sandbox = secret_sandbox
+    store = tmp_path / "s.sqlite"
+    config = target_config(sandbox, sync_store=str(store), skip_unchanged=False)
+    leads = distinctive_leads(50)
+    for _ in range(2):
+        tally = counts(run_target(tmp_path, config, lines(leads)))
+        assert (tally["succeeded"], tally["unchanged"]) == (50, 0)
+    assert sandbox.stats()["leads_received"] == 100
+    config["skip_unchanged"] = True
+    assert counts(run_target(tmp_path, config, lines(leads)))["unchanged"] == 50
+
+
+def test_a_dry_run_reads_the_store_but_never_writes_it(secret_sandbox, tmp_path):
+    sandbox = secret_sandbox
+    store = tmp_path / "state" / "s.sqlite"
+    config = target_config(sandbox, sync_store=str(store))
+    leads = distinctive_leads(40)
+
+    before_any = run_target(tmp_path, {**config, "dry_run": True}, lines(leads))
+    assert counts(before_any)["succeeded"] == 40  # would send
+    assert not store.exists() and not store.parent.exists()
+
+    counts(run_target(tmp_path, config, lines(leads)))
+    rows = store_rows(store)
+    received = sandbox.stats()["leads_received"]
+    leads[0]["lastName"] = "Dryrun"
+    leads[1]["lastName"] = "Dryrun"
+    leads.extend(distinctive_leads(3, start=1000))
+    dry = run_target(tmp_path, {**config, "dry_run": True}, lines(leads))
+    tally = counts(dry)
+    assert (tally["succeeded"], tally["unchanged"]) == (5, 38)
+    assert "would send 5" in dry.stderr and "unchanged 38" in dry.stderr
+    assert store_rows(store) == rows
+    assert sandbox.stats()["leads_received"] == received
+
+
+def test_a_dry_run_without_a_key_does_not_consult_the_store(tmp_path, monkeypatch):
+    state = tmp_path / "xdg"
+    monkeypatch.setenv("XDG_STATE_HOME", str(state))
+    config = {"dry_run": True}
+    run = run_target(tmp_path, config, lines(distinctive_leads(5)))
+    tally = counts(run)
+    assert (tally["succeeded"], tally["unchanged"]) == (5, 0)
+    assert "sync store is not consulted" in run.stderr
+    assert not state.exists()
+
+
+def test_the_newest_version_always_lands_last(tmp_path):
+    """Versions of one externalId in consecutive batches: the store is never compared stale.
+
+    The store holds X for E; the input is A, X (the older, stored version), B, A. Every
+    batch but the first differs from what careCycle then holds, so careCycle must end with A.
+    """
+    with running_sandbox(SandboxConfig(rate_limit=0, latency=0.2)) as sandbox:
+        config = target_config(sandbox, sync_store=str(tmp_path / "s.sqlite"), batch_size_rows=2)
+        base = distinctive_leads(1)[0]
+        x = {**base, "lastName": "Xversion"}
+        a = {**base, "lastName": "Aversion"}
+        b = {**base, "lastName": "Bversion"}
+        filler = distinctive_leads(7, start=10)
+        counts(run_target(tmp_path, config, lines([x])))
+        # batch size 2: each version of E shares a batch with one filler lead
+        records = [a, filler[0], x, filler[1], b, filler[2], a, filler[3]]
+        tally = counts(run_target(tmp_path, config, lines(records)))
+        assert tally["succeeded"] == 8
+        stored = {c["externalId"]: c for c in sandbox.customers()}
+        assert stored[base["externalId"]]["lastName"] == "Aversion"
+
+        # And the same input again: the first batch's A equals the stored A.
+        tally = counts(run_target(tmp_path, config, lines(records)))
+        stored = {c["externalId"]: c for c in sandbox.customers()}
+        assert stored[base["externalId"]]["lastName"] == "Aversion"
+        assert tally["unchanged"] >= 1
+
+
+def test_kill_9_then_rerun_resends_at_most_the_batches_in_flight(tmp_path):
+    total, batch, in_flight = 6000, 100, 2
+    leads = distinctive_leads(total)
+    store = tmp_path / "s.sqlite"
+    with running_sandbox(SandboxConfig(rate_limit=0, latency=0.15)) as sandbox:
+        config = target_config(
+            sandbox,
+            sync_store=str(store),
+            batch_size_rows=batch,
+            max_concurrent_requests=in_flight,
+        )
+        config_path = tmp_path / "kill.json"
+        config_path.write_text(json.dumps(config))
+        proc = subprocess.Popen(
+            [TARGET_EXE, "--config", str(config_path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert proc.stdin is not None
+        for line in lines(leads)[:-1]:  # keep stdin open: the run cannot finish on its own
+            proc.stdin.write(line + "\n")
+        proc.stdin.flush()
+        deadline = time.monotonic() + 60
+        while sandbox.stats()["upload_requests"] < 8 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        proc.stdin.close()
+        time.sleep(0.3)  # requests already on the wire land
+
+        received_before = {c["externalId"] for c in sandbox.customers()}
+        recorded = store_entries(sandbox, store)
+        assert recorded >= batch  # entries were written as batches came back, not at the end
+        # Delivered but not recorded: only what the dispatcher still held (in flight).
+        assert len(received_before) - recorded <= in_flight * batch
+
+        before = sandbox.stats()["leads_received"]
+        tally = counts(run_target(tmp_path, config, lines(leads)))
+        assert tally["unchanged"] == recorded
+        assert tally["succeeded"] == total - recorded
+        assert sandbox.stats()["leads_received"] - before == total - recorded
+        assert {c["externalId"] for c in sandbox.customers()} == {
+            lead["externalId"] for lead in leads
+        }
+
+
+def test_two_concurrent_runs_share_the_key_budget(tmp_path):
+    """Against a strict limit (2 a second, no burst) two runs sharing a store stay within it.
+
+    Each run alone paces to the whole limit; without the shared budget together they would
+    send at twice the limit and about half their requests would be answered 429.
+    """
+    per_run, batch = 1000, 100
+    sandbox_config = SandboxConfig(api_keys=(SECRET_KEY,), rate_limit=120, rate_burst=1)
+    with running_sandbox(sandbox_config) as sandbox:
+        store = tmp_path / "shared.sqlite"
+        procs = []
+        for n in range(2):
+            config = target_config(
+                sandbox,
+                sync_store=str(store),
+                max_requests_per_minute=120,
+                batch_size_rows=batch,
+            )
+            config_path = tmp_path / f"run{n}.json"
+            config_path.write_text(json.dumps(config))
+            leads = distinctive_leads(per_run, start=n * per_run)
+            input_path = tmp_path / f"run{n}.singer"
+            input_path.write_text("\n".join(lines(leads)) + "\n")
+            with input_path.open() as stdin:
+                procs.append(
+                    subprocess.Popen(
+                        [TARGET_EXE, "--config", str(config_path)],
+                        stdin=stdin,
+                        stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE,
+                        text=True,
+                    )
+                )
+        outputs = [proc.communicate(timeout=300) for proc in procs]
+        for proc, (_, stderr) in zip(procs, outputs, strict=True):
+            assert proc.returncode == 0, stderr[-3000:]
+        stats = sandbox.stats()
+        assert stats["customers"] == 2 * per_run
+        assert store_entries(sandbox, store) == 2 * per_run
+        assert stats["requests"].get("200", 0) == 2 * per_run // batch
+        # A request delayed on a busy machine by more than the 3% pacing margin can still
+        # meet a 429 now and then; without the shared budget about half of them would.
+        assert stats["requests"].get("429", 0) <= 3, stats["requests"]
+
+
+# A store that cannot be used stops the run before anything is sent
+
+
+def failing_run(tmp_path: Path, sandbox: RunningSandbox, sync_store: str, **extra) -> TargetRun:
+    config = target_config(sandbox, sync_store=sync_store, **extra)
+    run = run_target(tmp_path, config, lines(distinctive_leads(10)))
+    assert run.returncode == 1
+    assert sandbox.stats()["upload_requests"] == 0
+    assert run.states == []
+    assert "Traceback" not in run.stderr
+    mentions = [line for line in run.stderr.splitlines() if "sync_store" in line]
+    assert len(mentions) == 1, run.stderr
+    assert SECRET_KEY not in run.stderr
+    return run
+
+
+def test_a_corrupt_store_stops_the_run(secret_sandbox, tmp_path):
+    path = tmp_path / "s.sqlite"
+    path.write_bytes(os.urandom(8192))
+    run = failing_run(tmp_path, secret_sandbox, str(path))
+    assert "not a usable SQLite database" in run.stderr
+
+
+def test_a_store_of_a_newer_version_stops_the_run(secret_sandbox, tmp_path):
+    path = tmp_path / "s.sqlite"
+    SyncStore.open(str(path), Account.for_key("http://x", "k")).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE carecycle_sync_meta SET value = ?", (str(SCHEMA_VERSION + 5),))
+    run = failing_run(tmp_path, secret_sandbox, str(path))
+    assert "newer target-carecycle" in run.stderr
+    run = failing_run(tmp_path, secret_sandbox, str(path), dry_run=True)
+    assert "newer target-carecycle" in run.stderr
+
+
+def test_a_store_locked_past_its_timeout_stops_the_run(secret_sandbox, tmp_path):
+    path = tmp_path / "s.sqlite"
+    SyncStore.open(str(path), Account.for_key("http://x", "k")).close()
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        run = failing_run(tmp_path, secret_sandbox, f"sqlite:///{path}?timeout=1")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert "locked by another process for more than 1 s" in run.stderr
+
+
+def test_an_unreachable_store_stops_the_run_without_showing_its_password(secret_sandbox, tmp_path):
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"postgresql+psycopg://sync:Pg-Passw0rd-Sekr3t@127.0.0.1:{port}/sync?timeout=2"
+    run = failing_run(tmp_path, secret_sandbox, url)
+    assert "cannot reach postgresql+psycopg://sync:***@127.0.0.1" in run.stderr
+    assert "Pg-Passw0rd-Sekr3t" not in run.stderr + run.stdout
+
+
+def test_an_unsupported_store_url_is_a_config_error(secret_sandbox, tmp_path):
+    run = failing_run(tmp_path, secret_sandbox, "mysql://u:My-Sekr3t@db/x")
+    assert "invalid config" in run.stderr
+    assert "My-Sekr3t" not in run.stderr
+
+
+def test_an_unwritable_folder_stops_the_run(secret_sandbox, tmp_path):
+    if os.geteuid() == 0:
+        target = "/proc/target-carecycle/s.sqlite"  # root may write anywhere else
+    else:
+        locked = tmp_path / "ro"
+        locked.mkdir(mode=0o500)
+        target = str(locked / "sub" / "s.sqlite")
+    run = failing_run(tmp_path, secret_sandbox, target)
+    assert "cannot use SQLite file" in run.stderr
+
+
+# Where the store lives by default, and turning it off
+
+
+def test_the_default_store_lives_under_xdg_state_home(secret_sandbox, tmp_path, monkeypatch):
+    state = tmp_path / "xdg"
+    monkeypatch.setenv("XDG_STATE_HOME", str(state))
+    config = target_config(secret_sandbox)
+    leads = distinctive_leads(10)
+    assert counts(run_target(tmp_path, config, lines(leads)))["succeeded"] == 10
+    folder = state / "target-carecycle"
+    assert (folder / "sync.sqlite").exists()
+    assert oct(folder.stat().st_mode & 0o777) == "0o700"
+    assert oct((folder / "sync.sqlite").stat().st_mode & 0o777) == "0o600"
+    assert counts(run_target(tmp_path, config, lines(leads)))["unchanged"] == 10
+
+
+def test_sync_store_off_sends_every_time_and_keeps_nothing(secret_sandbox, tmp_path, monkeypatch):
+    state = tmp_path / "xdg"
+    monkeypatch.setenv("XDG_STATE_HOME", str(state))
+    config = target_config(secret_sandbox, sync_store="Off")
+    leads = distinctive_leads(10)
+    for _ in range(2):
+        tally = counts(run_target(tmp_path, config, lines(leads)))
+        assert (tally["succeeded"], tally["unchanged"]) == (10, 0)
+    assert not state.exists()
+
+
+def test_settings_come_from_the_environment(secret_sandbox, tmp_path):
+    config = target_config(secret_sandbox)
+    store = tmp_path / "env-store.sqlite"
+    leads = distinctive_leads(5)
+    env = {"TARGET_CARECYCLE_SYNC_STORE": str(store)}
+    config_path = tmp_path / "env.json"
+    config_path.write_text(json.dumps(config))
+    done = subprocess.run(
+        [TARGET_EXE, "--config", str(config_path), "--config", "ENV"],
+        input="\n".join(lines(leads)) + "\n",
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert store.exists()
