@@ -465,6 +465,12 @@ class SyncStore:
 
     def _check_schema(self, *, writable: bool) -> None:
         """Create the tables on first use; refuse a store written by a newer version."""
+        if not self._tables_checked(writable=writable):
+            self._forget_engine()  # nothing stored yet: reads as empty (after the connection
+            # went back to the pool, so disposing the engine closes it)
+
+    def _tables_checked(self, *, writable: bool) -> bool:
+        """Check (and when writable, create) the tables; False when a read-only store has none."""
         with self._transaction(write=writable) as conn:
             if self._location.is_sqlite:
                 # Every page is read once (about 0.1 s per 100,000 leads), so a damaged file
@@ -481,8 +487,7 @@ class SyncStore:
             if writable:
                 metadata.create_all(conn, checkfirst=True)
             elif not conn.dialect.has_table(conn, meta_table.name):
-                self._forget_engine()  # nothing stored yet: reads as empty
-                return
+                return False
             version = conn.execute(
                 select(meta_table.c.value).where(meta_table.c.name == "schema_version")
             ).scalar_one_or_none()
@@ -503,6 +508,7 @@ class SyncStore:
                         "first_seen": datetime.now(timezone.utc),
                     },
                 )
+        return True
 
 
 def _check_version(version: str | None) -> None:

@@ -7,7 +7,9 @@ import sqlite3
 import stat
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -24,6 +26,24 @@ from target_carecycle.store import (
 
 KEY = "cc_store_test_secret_key_0123456789"
 ACCOUNT = Account.for_key("http://127.0.0.1:8765/", KEY)
+
+
+@pytest.fixture(autouse=True)
+def stores_closed_after_each_test(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Close every store a test opened, so no connection is left for the garbage collector
+    (an unclosed one warns, and warnings are errors, in whichever later test it surfaces)."""
+    opened: list[SyncStore] = []
+    open_store = SyncStore.open.__func__  # type: ignore[attr-defined]
+
+    def tracked(cls: type[SyncStore], *args: Any, **kwargs: Any) -> SyncStore:
+        store = open_store(cls, *args, **kwargs)
+        opened.append(store)
+        return store
+
+    monkeypatch.setattr(SyncStore, "open", classmethod(tracked))
+    yield
+    for store in opened:
+        store.close()
 
 
 def lead(index: int, **changes: object) -> dict:

@@ -182,8 +182,12 @@ def test_postgresql_budget_slots_and_concurrent_first_use(store_url: str) -> Non
     # A 429 seen by one run holds back another run of the same account.
     other = Account.for_key("http://127.0.0.1:2", SECRET_KEY)
     first, second = SyncStore.open(store_url, other), SyncStore.open(store_url, other)
-    first.hold_off(500)
-    assert 400 < second.reserve_request(1.0) <= 500
+    try:
+        first.hold_off(500)
+        assert 400 < second.reserve_request(1.0) <= 500
+    finally:
+        first.close()
+        second.close()
 
 
 def test_a_postgresql_store_of_a_newer_version_is_refused(
