@@ -8,6 +8,7 @@ import stat
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -26,8 +27,8 @@ KEY = "cc_store_test_secret_key_0123456789"
 ACCOUNT = Account.for_key("http://127.0.0.1:8765/", KEY)
 
 
-def lead(index: int, **changes: object) -> dict:
-    base = {
+def lead(index: int, **changes: object) -> dict[str, Any]:
+    base: dict[str, Any] = {
         "externalId": f"E-{index}",
         "phoneNumber": f"+1312847{index:04d}",
         "firstName": f"Qname{index:04d}x",
@@ -37,11 +38,11 @@ def lead(index: int, **changes: object) -> dict:
     return base
 
 
-def hashes(leads: list[dict], account: Account = ACCOUNT) -> dict[str, str]:
+def hashes(leads: list[dict[str, Any]], account: Account = ACCOUNT) -> dict[str, bytes]:
     return {item["externalId"]: account.payload_hash(item) for item in leads}
 
 
-def acknowledge(store: SyncStore, leads: list[dict]) -> None:
+def acknowledge(store: SyncStore, leads: list[dict[str, Any]]) -> None:
     store.record_acknowledged(
         (item["externalId"], store.account.payload_hash(item), f"id{n:06d}")
         for n, item in enumerate(leads)
