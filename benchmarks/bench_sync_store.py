@@ -76,7 +76,7 @@ def write_input(workdir: Path, count: int, start: int = 0, tag: str = "") -> Pat
 
 
 def run_target(
-    workdir: Path, label: str, box: Sandbox, input_path: Path, leads: int, settings: dict
+    workdir: Path, label: str, box: Sandbox, input_path: Path, leads: int, settings: dict[str, Any]
 ) -> Result:
     """One target run through the rusage wrapper (wall time, peak RSS of exactly this run)."""
     stem = workdir / label.replace(" ", "-")
@@ -151,7 +151,7 @@ def rerun_scenario(
                 size,
                 FAST | {"sync_store": "off"},
             )
-            xacts_before = pg_commits(pg) if pg else None
+            xacts_before = pg_commits(pg) if pg else 0
             again = run_target(workdir, f"{backend} rerun {size}", box, input_path, size, settings)
             xacts = pg_commits(pg) - xacts_before if pg else None
             # Best of REPEATS each, alternating, so a busy moment on a shared machine does not

@@ -59,7 +59,8 @@ class StreamTally:
     @property
     def pending(self) -> int:
         """Records received that have no outcome yet (in a batch or in flight)."""
-        return self.received - sum(getattr(self, name) for name in OUTCOMES)
+        settled: int = sum(getattr(self, name) for name in OUTCOMES)  # each an int field
+        return self.received - settled
 
 
 class OutputFileError(Exception):

@@ -491,10 +491,10 @@ def _describe(error: ValidationError) -> str:
     where = ".".join(str(part) for part in error.absolute_path) or "config"
     rule = error.validator
     expected = error.validator_value
-    if rule == "type":
-        types = [expected] if isinstance(expected, str) else list(expected)
+    if rule == "type" and isinstance(expected, (str, list)):
+        types = [expected] if isinstance(expected, str) else expected
         return f"{where}: must be of type {' or '.join(t for t in types if t != 'null')}"
-    if rule == "enum":
+    if rule == "enum" and isinstance(expected, list):
         return f"{where}: must be one of {', '.join(map(str, expected))}"
     bounds = {
         "minimum": "at least",

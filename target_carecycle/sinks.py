@@ -182,17 +182,19 @@ class CareCycleSink(BatchSink):
     # and fails or nulls values it cannot parse; the lead normaliser parses the fields it sends
     # and reports the rest by name. No public switch turns the parsing off; remove if one comes.
     @override
-    def _parse_timestamps_in_record(self, record: dict, schema: dict, treatment: Any) -> None:
+    def _parse_timestamps_in_record(
+        self, record: dict[str, Any], schema: dict[str, Any], treatment: Any
+    ) -> None:
         """Leave date strings as they are: the lead normaliser parses the fields it sends."""
 
     # Private SDK hook: the SDK raises on a record missing its key properties, which would stop
     # the run; here such a record still gets an externalId (mapping.py) or is rejected and
     # counted. No public hook relaxes the check; remove if the SDK makes it optional.
     @override
-    def _singer_validate_message(self, record: dict) -> None:
+    def _singer_validate_message(self, record: dict[str, Any]) -> None:
         """A record missing its key properties still gets an ID (see mapping), never a crash."""
 
-    def process_record(self, record: dict, context: dict) -> None:
+    def process_record(self, record: dict[str, Any], context: dict[str, Any]) -> None:
         """Map, normalise and validate one record; queue the lead or report the rejection."""
         with self._target.guarded():
             position = self._outcomes.received(self.stream_name)
@@ -266,7 +268,7 @@ class CareCycleSink(BatchSink):
             self.stream_name,
         )
 
-    def process_batch(self, context: dict) -> None:
+    def process_batch(self, context: dict[str, Any]) -> None:
         """Hand the collected leads to the dispatcher (or, in a dry run, count them).
 
         The leads stay in this sink's batch until the dispatcher has taken them, so a stop

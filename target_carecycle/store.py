@@ -25,7 +25,7 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from sqlalchemy import (
@@ -49,6 +49,9 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlch
 from sqlalchemy.pool import QueuePool
 
 from target_carecycle.client import CareCycleError
+
+if TYPE_CHECKING:
+    from hashlib import _Hash  # typeshed's name for what hashlib.sha256() returns
 
 SETTING = "sync_store"
 STORE_OFF = "off"
@@ -122,8 +125,8 @@ class Account:
     api_url: str
     key_fingerprint: str
     _secret: bytes = field(repr=False)
-    _inner: Any = field(init=False, repr=False, compare=False)
-    _outer: Any = field(init=False, repr=False, compare=False)
+    _inner: _Hash = field(init=False, repr=False, compare=False)
+    _outer: _Hash = field(init=False, repr=False, compare=False)
 
     @classmethod
     def for_key(cls, api_url: str, api_key: str) -> Account:

@@ -134,7 +134,7 @@ class TargetCareCycle(Target):
     # Config
 
     @classmethod
-    def append_builtin_config(cls, config_jsonschema: dict) -> None:
+    def append_builtin_config(cls, config_jsonschema: dict[str, Any]) -> None:
         """Add the SDK's built-in settings, except `load_method`: careCycle always upserts."""
         super().append_builtin_config(config_jsonschema)
         config_jsonschema["properties"].pop("load_method", None)
@@ -173,7 +173,7 @@ class TargetCareCycle(Target):
     # public lookup of a stream's current sink; `get_sink` creates one). Remove when the SDK
     # offers a public "stream registered" hook (0.55's `create_sink` is not one).
     @override
-    def _process_schema_message(self, message_dict: dict) -> None:
+    def _process_schema_message(self, message_dict: dict[str, Any]) -> None:
         """Register the stream, then decide whether its records may take the lean path."""
         super()._process_schema_message(message_dict)
         stream = message_dict["stream"]
@@ -207,7 +207,7 @@ class TargetCareCycle(Target):
     # checks it; tests/test_sdk_contract.py pins the SDK steps it mirrors). Remove if the SDK's
     # own path becomes as cheap.
     @override
-    def _process_record_message(self, message_dict: dict) -> None:
+    def _process_record_message(self, message_dict: dict[str, Any]) -> None:
         """Hand a plain stream's record straight to its sink (same effect, a third of the cost).
 
         Streams with stream maps, flattening, record metadata or schema validation go
@@ -268,7 +268,7 @@ class TargetCareCycle(Target):
         return None
 
     @override
-    def _process_batch_message(self, message_dict: dict) -> None:
+    def _process_batch_message(self, message_dict: dict[str, Any]) -> None:
         """Send each record of the batch files through the RECORD path, in file order.
 
         Why private: the SDK reads a whole batch file and hands its records to
@@ -287,7 +287,7 @@ class TargetCareCycle(Target):
             self._handle_max_record_age()
 
     @override
-    def _process_activate_version_message(self, message_dict: dict) -> None:
+    def _process_activate_version_message(self, message_dict: dict[str, Any]) -> None:
         """Warn once per stream: careCycle leads have no table versions to switch.
 
         Why private: the SDK's handler raises KeyError for a stream with no SCHEMA yet and
@@ -332,7 +332,7 @@ class TargetCareCycle(Target):
     # before every record ahead of it is delivered) needs a wait here, and the counts ride along.
     # No public hook wraps state emission; remove if the SDK adds one.
     @override
-    def _write_state_message(self, state: dict) -> None:
+    def _write_state_message(self, state: dict[str, Any]) -> None:
         """Emit the tap's state, plus this run's counts, once every earlier batch landed."""
         self.wait_for_deliveries()
         with_metrics = {**state, "target_carecycle": self.outcomes.state_metrics()}

@@ -8,6 +8,7 @@ import json
 import re
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from target_runner import TARGET_EXE, run_target, target_config
@@ -21,7 +22,7 @@ SCHEMA = {
 STATE = {"bookmarks": {"leads": {"id": 349}}}
 
 
-def lead(index: int, version: str) -> dict:
+def lead(index: int, version: str) -> dict[str, Any]:
     return {
         "externalId": f"lead-{index}",
         "phoneNumber": phone_for(index),

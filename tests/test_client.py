@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -24,7 +25,7 @@ from target_carecycle.sandbox.samples import api_leads
 
 
 def client_for(url: str, key: str, **overrides) -> LeadUploadClient:
-    settings = dict(
+    settings: dict[str, Any] = dict(
         api_url=url,
         api_key=key,
         request_timeout=5,
@@ -142,7 +143,9 @@ def test_a_stop_interrupts_the_wait_between_retries():
             client.upload(api_leads(1))
 
 
-def submit(dispatcher: UploadDispatcher, leads: list[dict], on_done=lambda result: None) -> None:
+def submit(
+    dispatcher: UploadDispatcher, leads: list[dict[str, Any]], on_done=lambda result: None
+) -> None:
     ids = frozenset(lead["externalId"] for lead in leads)
     dispatcher.make_room(ids)
     dispatcher.enqueue(leads, ids, on_done=on_done, on_lost=lambda: None)

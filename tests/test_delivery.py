@@ -10,6 +10,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from target_runner import TARGET_EXE, TargetRun, run_target, target_config
@@ -22,7 +23,7 @@ TAP_STATE = {"bookmarks": {"leads": {"replication_key_value": 2000}}}
 SECRET_KEY = "cc_delivery_test_secret_0123456789"
 
 
-def distinctive_leads(count: int) -> list[dict]:
+def distinctive_leads(count: int) -> list[dict[str, Any]]:
     """Leads whose names cannot appear in a log line by accident."""
     leads = api_leads(count)
     for index, lead in enumerate(leads):
@@ -31,7 +32,7 @@ def distinctive_leads(count: int) -> list[dict]:
     return leads
 
 
-def assert_nothing_leaked(run: TargetRun, leads: list[dict], *files: Path) -> None:
+def assert_nothing_leaked(run: TargetRun, leads: list[dict[str, Any]], *files: Path) -> None:
     """Every byte the target wrote: no API key, no phone number, no name."""
     written = run.stdout + run.stderr + "".join(f.read_text() for f in files if f.exists())
     assert SECRET_KEY not in written
@@ -42,7 +43,9 @@ def assert_nothing_leaked(run: TargetRun, leads: list[dict], *files: Path) -> No
         assert lead["lastName"] not in written
 
 
-def assert_all_delivered_once(sandbox: RunningSandbox, run: TargetRun, leads: list[dict]) -> None:
+def assert_all_delivered_once(
+    sandbox: RunningSandbox, run: TargetRun, leads: list[dict[str, Any]]
+) -> None:
     assert run.returncode == 0, run.stderr[-3000:]
     stats = sandbox.stats()
     stored = {c["externalId"] for c in sandbox.customers()}
@@ -125,7 +128,8 @@ def test_wrong_path_names_the_url(sandbox, tmp_path):
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]  # socket addresses are typed Any
+        return port
 
 
 def test_unreachable_api_fails_after_the_retries(tmp_path):
@@ -148,9 +152,9 @@ def test_unreachable_api_fails_after_the_retries(tmp_path):
 def signal_after(
     tmp_path: Path,
     sandbox: RunningSandbox,
-    config: dict,
+    config: dict[str, Any],
     lines: list[str],
-    ready: Callable[[dict], bool],
+    ready: Callable[[dict[str, Any]], bool],
     signum: int,
 ) -> TargetRun:
     """Feed `lines` (stdin stays open), wait until the sandbox's stats are `ready`, signal."""

@@ -84,7 +84,7 @@ class Scenario:
     states: list[tuple[dict[str, Any], dict[str, int]]] = field(default_factory=list)
 
 
-def build(ops: list[tuple], tmp: Path) -> Scenario:
+def build(ops: list[tuple[Any, ...]], tmp: Path) -> Scenario:
     """Turn the drawn operations into Singer lines (and batch files under `tmp`)."""
     scenario = Scenario()
     columns = {stream: 0 for stream in STREAMS}
@@ -271,7 +271,9 @@ def check(scenario: Scenario, run: Run, sandbox, results: Path, rejects: Path) -
     assert not leaked
 
 
-def fuzz_once(ops: list[tuple], fault: str | None, batch_size: int, concurrency: int, tmp: Path):
+def fuzz_once(
+    ops: list[tuple[Any, ...]], fault: str | None, batch_size: int, concurrency: int, tmp: Path
+):
     for old in tmp.glob("*"):
         old.unlink()
     scenario = build(ops, tmp)

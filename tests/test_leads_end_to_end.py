@@ -6,6 +6,7 @@ import json
 import os
 import re
 import stat
+from typing import Any
 
 import pytest
 from target_runner import run_target, target_config
@@ -50,7 +51,7 @@ CRM_RECORDS = [
     },
 ]
 WEB_SCHEMA = {"type": "object", "properties": {}, "additionalProperties": True}
-WEB_RECORDS = [
+WEB_RECORDS: list[dict[str, Any]] = [
     {
         "Lead ID": "wf-1",
         "Phone Number": "+13052345678",
@@ -285,7 +286,7 @@ def test_validate_records_rejects_records_that_break_the_taps_schema(sandbox, tm
             "zip": {"type": "string"},
         },
     }
-    records = [
+    records: list[dict[str, Any]] = [
         {"id": 1, "phone": "3052345678", "zip": "33101"},
         {"id": "two", "phone": "3052345679", "zip": "33101"},
     ]

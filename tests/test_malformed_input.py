@@ -8,6 +8,7 @@ import re
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from target_runner import TARGET_EXE, TargetRun, run_target, target_config
@@ -120,7 +121,7 @@ def test_a_bad_line_stops_the_run_with_its_line_number_and_no_content(
     assert secret_sandbox.stats()["upload_requests"] == 0  # nothing new is sent after a stop
 
 
-def run_bytes(tmp_path: Path, config: dict, data: bytes) -> TargetRun:
+def run_bytes(tmp_path: Path, config: dict[str, Any], data: bytes) -> TargetRun:
     config_path = tmp_path / "config.json"
     config_path.write_text(json.dumps(config))
     done = subprocess.run(
@@ -207,7 +208,7 @@ def test_activate_version_is_a_warning_even_for_an_unknown_stream(tmp_path, secr
 def feed_then_break(
     tmp_path: Path,
     sandbox: RunningSandbox,
-    config: dict,
+    config: dict[str, Any],
     first: list[str],
     ready: str,
     then: list[str],
@@ -235,7 +236,7 @@ def feed_then_break(
     return TargetRun(proc.returncode, stdout, stderr), seen
 
 
-def distinct_leads(count: int) -> list[dict]:
+def distinct_leads(count: int) -> list[dict[str, Any]]:
     leads = api_leads(count)
     for index, lead in enumerate(leads):
         lead["firstName"] = f"Qfirst{index:05d}x"

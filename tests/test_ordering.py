@@ -13,7 +13,7 @@ from target_carecycle.client import BatchResult, ClientSettings, LeadUploadClien
 from target_carecycle.sandbox import SandboxConfig, running_sandbox
 from target_carecycle.sandbox.samples import LEAD_SCHEMA, phone_for
 
-SCHEMA_V1 = {
+SCHEMA_V1: dict[str, Any] = {
     "type": "object",
     "properties": {**LEAD_SCHEMA["properties"], "language": {"type": ["string", "null"]}},
 }

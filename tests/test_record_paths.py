@@ -19,7 +19,7 @@ from target_runner import run_target, target_config
 from target_carecycle.sandbox import SandboxConfig, running_sandbox
 from target_carecycle.target import TargetCareCycle
 
-IDENTITY_MAP = {"stream_maps": {"leads": {}, "no_keys": {}}}
+IDENTITY_MAP: dict[str, Any] = {"stream_maps": {"leads": {}, "no_keys": {}}}
 SCHEMA_KEYS = {
     "type": "SCHEMA",
     "stream": "leads",
@@ -27,7 +27,7 @@ SCHEMA_KEYS = {
     "schema": {"type": "object", "properties": {"id": {"type": "integer"}}},
 }
 SCHEMA_NO_KEYS = {**SCHEMA_KEYS, "stream": "no_keys", "key_properties": []}
-METADATA = {
+METADATA: dict[str, Any] = {
     "_sdc_extracted_at": "2026-11-26T08:00:00Z",
     "_sdc_received_at": "2026-11-26T08:00:01Z",
     "_sdc_batched_at": "2026-11-26T08:00:02Z",

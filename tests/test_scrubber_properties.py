@@ -15,7 +15,7 @@ from target_carecycle.client import MAX_SERVER_TEXT, Scrubber  # noqa: E402
 
 KEY_CHARS = st.characters(min_codepoint=33, max_codepoint=126)
 keys = st.builds(lambda tail: "cc_" + tail, st.text(KEY_CHARS, min_size=8, max_size=40))
-words = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=30)
+words = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=30)
 names = st.text(st.characters(min_codepoint=65, max_codepoint=122), min_size=3, max_size=20)
 
 

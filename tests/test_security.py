@@ -98,7 +98,7 @@ def echo_text(key: str, leads: list[dict[str, Any]]) -> str:
     """The key in several spellings and every personal value, as a server might echo them."""
     first = leads[0]
     parts = [f"key={key}", f"phone={first.get('phoneNumber')}", f"name={first.get('firstName')}"]
-    parts += [f"enc={quote(key, safe='')}", f"b64={base64.b64encode(key.encode())}"]
+    parts += [f"enc={quote(key, safe='')}", f"b64={base64.b64encode(key.encode()).decode()}"]
     for lead in leads:
         parts += [f"{name}={value}" for name, value in lead.items() if name in PERSONAL_FIELDS]
         national = str(lead.get("phoneNumber", ""))[2:]
@@ -108,7 +108,9 @@ def echo_text(key: str, leads: list[dict[str, Any]]) -> str:
     return "line one\nFORGED LOG LINE " + " ".join(parts)
 
 
-def echo_answer(mode: str, key: str, leads: list[dict[str, Any]]) -> tuple[int, dict, dict]:
+def echo_answer(
+    mode: str, key: str, leads: list[dict[str, Any]]
+) -> tuple[int, dict[str, Any], dict[str, Any]]:
     """Status, extra headers and body for one answer in `mode`."""
     text = echo_text(key, leads)
     if mode == "400":
@@ -547,7 +549,8 @@ def test_output_files_never_follow_links_or_open_special_files(
     other = make(path)
     before = other.read_text() if other.is_file() else None
     with pytest.raises(OutputFileError) as caught:
-        RunOutcomes(**{setting: str(path)})
+        output_file: dict[str, Any] = {setting: str(path)}
+        RunOutcomes(**output_file)
     assert str(caught.value) == f"{setting}: the path is {kind}; give the path of a regular file"
     if before is not None:
         assert other.read_text() == before
@@ -562,7 +565,10 @@ def test_output_files_are_0600_in_folders_created_0700(tmp_path):
     existing.write_text("")
     existing.chmod(0o644)
     RunOutcomes(reject_file=str(reject), results_file=str(existing)).close()
-    mode = lambda p: stat.S_IMODE(p.stat().st_mode)  # noqa: E731
+
+    def mode(p: Path) -> int:
+        return stat.S_IMODE(p.stat().st_mode)
+
     assert mode(reject) == 0o600
     assert mode(reject.parent) == 0o700
     assert mode(reject.parent.parent) == 0o700

@@ -10,6 +10,8 @@ import copy
 import json
 import os
 import subprocess
+from collections.abc import Iterable
+from typing import Any
 
 import pytest
 from target_runner import TARGET_EXE, assert_no_key_in, run_target, target_config
@@ -34,13 +36,13 @@ from target_carecycle.target import TargetCareCycle
 KEY = "cc_test_settings_key_0001"
 
 
-def full_schema() -> dict:
+def full_schema() -> dict[str, Any]:
     schema = copy.deepcopy(TargetCareCycle.config_jsonschema)
     TargetCareCycle.append_builtin_config(schema)
     return schema
 
 
-def checked(config: dict, environ: dict | None = None):
+def checked(config: dict[str, Any], environ: dict[str, Any] | None = None):
     return check_config(config, full_schema(), environ=environ or {})
 
 
@@ -363,7 +365,9 @@ def test_a_dry_run_setting_that_skipped_the_checks_is_never_a_send(value, dry_ru
 # The executable: one line, before reading, nothing sent
 
 
-def run_with_env_config(tmp_path, config: dict, env: dict[str, str], lines: list[str]):
+def run_with_env_config(
+    tmp_path, config: dict[str, Any], env: dict[str, str], lines: Iterable[str]
+):
     """The executable with `--config file --config ENV`, as `meltano invoke` may run it."""
     path = tmp_path / "config.json"
     path.write_text(json.dumps(config))

@@ -36,7 +36,7 @@ def stores_closed_after_each_test(monkeypatch: pytest.MonkeyPatch) -> Iterator[N
     open_store = SyncStore.open.__func__  # type: ignore[attr-defined]
 
     def tracked(cls: type[SyncStore], *args: Any, **kwargs: Any) -> SyncStore:
-        store = open_store(cls, *args, **kwargs)
+        store: SyncStore = open_store(cls, *args, **kwargs)
         opened.append(store)
         return store
 
@@ -46,8 +46,8 @@ def stores_closed_after_each_test(monkeypatch: pytest.MonkeyPatch) -> Iterator[N
         store.close()
 
 
-def lead(index: int, **changes: object) -> dict:
-    base = {
+def lead(index: int, **changes: object) -> dict[str, Any]:
+    base: dict[str, Any] = {
         "externalId": f"E-{index}",
         "phoneNumber": f"+1312847{index:04d}",
         "firstName": f"Qname{index:04d}x",
@@ -57,11 +57,11 @@ def lead(index: int, **changes: object) -> dict:
     return base
 
 
-def hashes(leads: list[dict], account: Account = ACCOUNT) -> dict[str, str]:
+def hashes(leads: list[dict[str, Any]], account: Account = ACCOUNT) -> dict[str, bytes]:
     return {item["externalId"]: account.payload_hash(item) for item in leads}
 
 
-def acknowledge(store: SyncStore, leads: list[dict]) -> None:
+def acknowledge(store: SyncStore, leads: list[dict[str, Any]]) -> None:
     store.record_acknowledged(
         (item["externalId"], store.account.payload_hash(item), f"id{n:06d}")
         for n, item in enumerate(leads)

@@ -39,14 +39,15 @@ def lines(leads: list[dict[str, Any]]) -> list[str]:
 
 def counts(run: TargetRun) -> dict[str, int]:
     assert run.returncode == 0, run.stderr[-3000:]
-    return run.states[-1]["target_carecycle"]["leads"]
+    tally: dict[str, int] = run.states[-1]["target_carecycle"]["leads"]
+    return tally
 
 
 def assert_accounted(tally: dict[str, int]) -> None:
     assert tally["received"] == sum(v for k, v in tally.items() if k != "received")
 
 
-def store_rows(path: Path) -> list[tuple]:
+def store_rows(path: Path) -> list[tuple[Any, ...]]:
     with sqlite3.connect(path) as conn:
         return sorted(conn.execute("SELECT * FROM carecycle_sync_leads").fetchall())
 

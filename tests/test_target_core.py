@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from typing import Any
 
 import pytest
 from target_runner import TARGET_EXE, run_target, target_config
@@ -14,7 +15,7 @@ FAKE_KEY = "cc_test_not_a_real_key_123456"
 TAP_STATE = {"bookmarks": {"leads": {"replication_key_value": "2026-11-01T00:00:00Z"}}}
 
 
-def tap_state_of(state: dict) -> dict:
+def tap_state_of(state: dict[str, Any]) -> dict[str, Any]:
     """The part of an emitted STATE that came from the tap."""
     return {key: value for key, value in state.items() if key != "target_carecycle"}
 

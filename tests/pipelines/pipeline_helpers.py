@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import yaml
@@ -92,14 +92,16 @@ def target_executable() -> Path:
 
 def repo_meltano_yml() -> dict[str, Any]:
     """The repository's meltano.yml, parsed."""
-    return yaml.safe_load((REPO_ROOT / "meltano.yml").read_text(encoding="utf-8"))
+    return cast(  # YAML parses to Any
+        "dict[str, Any]", yaml.safe_load((REPO_ROOT / "meltano.yml").read_text(encoding="utf-8"))
+    )
 
 
 def plugin_definition(project: Mapping[str, Any], kind: str, name: str) -> dict[str, Any]:
     """A plugin's definition (a copy) from a parsed meltano.yml."""
     for plugin in project["plugins"][kind]:
         if plugin["name"] == name:
-            return json.loads(json.dumps(plugin))
+            return cast("dict[str, Any]", json.loads(json.dumps(plugin)))  # JSON parses to Any
     raise KeyError(f"{kind}/{name} is not in meltano.yml")
 
 
@@ -289,7 +291,7 @@ class MeltanoProject:
         assert proc.returncode == 0, proc.stdout
         start = proc.stdout.find("{")
         assert start >= 0, proc.stdout
-        return json.loads(proc.stdout[start:])
+        return cast("dict[str, Any]", json.loads(proc.stdout[start:]))  # JSON parses to Any
 
     def plugin_executable(self, kind: str, name: str, executable: str | None = None) -> Path:
         """A plugin's console script inside the virtual environment Meltano made for it."""

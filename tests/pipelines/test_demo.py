@@ -116,7 +116,7 @@ def test_sample_is_current_and_phones_are_valid() -> None:
 
 
 def test_demo_pipeline(
-    meltano_project: MeltanoProject, sandbox: RunningSandbox, target_env: dict
+    meltano_project: MeltanoProject, sandbox: RunningSandbox, target_env: dict[str, str]
 ) -> None:
     """`meltano run tap-spreadsheets target-carecycle tap-jsonl target-carecycle`, as the demo."""
     result = meltano_project.run(

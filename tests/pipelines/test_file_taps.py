@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from pipeline_helpers import (
     MeltanoProject,
@@ -50,7 +51,10 @@ CSV_ROWS = [
 
 
 def test_csv_zero_config(
-    meltano_project: MeltanoProject, sandbox: RunningSandbox, target_env: dict, data_dir: Path
+    meltano_project: MeltanoProject,
+    sandbox: RunningSandbox,
+    target_env: dict[str, str],
+    data_dir: Path,
 ) -> None:
     """CRM-style CSV columns map themselves: no `streams` config at all."""
     write_csv(data_dir / "leads.csv", CSV_HEADER, CSV_ROWS)
@@ -120,7 +124,7 @@ def test_csv_zero_config(
     assert "bookmarks" in state["singer_state"]
 
 
-def web_lead(n: int, phone: str, zip_code: str | None, **extra: object) -> dict:
+def web_lead(n: int, phone: str, zip_code: str | None, **extra: object) -> dict[str, Any]:
     return {
         "lead_id": f"W-{n}",
         "submitted_at": "2024-06-01T10:00:00Z",
@@ -160,7 +164,10 @@ WEB_STREAMS = {
 
 
 def test_jsonl_nested_with_mapping(
-    meltano_project: MeltanoProject, sandbox: RunningSandbox, target_env: dict, data_dir: Path
+    meltano_project: MeltanoProject,
+    sandbox: RunningSandbox,
+    target_env: dict[str, str],
+    data_dir: Path,
 ) -> None:
     """Nested JSONL needs a `streams` mapping: dotted paths for fields and custom fields."""
     write_jsonl(

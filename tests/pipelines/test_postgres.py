@@ -96,7 +96,7 @@ def test_postgres_zero_config(
     meltano_project: MeltanoProject,
     postgres: PostgresServer,
     sandbox: RunningSandbox,
-    target_env: dict,
+    target_env: dict[str, str],
 ) -> None:
     """CRM-style column names and a DATE column, with no mapping config at all."""
     url = new_database(postgres)
@@ -124,7 +124,7 @@ def test_postgres_incremental_state_round_trip(
     meltano_project: MeltanoProject,
     postgres: PostgresServer,
     sandbox: RunningSandbox,
-    target_env: dict,
+    target_env: dict[str, str],
 ) -> None:
     """The state the target emits, handed back by Meltano, makes the next run incremental."""
     url = new_database(postgres)

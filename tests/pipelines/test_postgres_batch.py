@@ -18,7 +18,7 @@ def test_postgres_batch_files_are_loaded_like_records(
     meltano_project: MeltanoProject,
     postgres: PostgresServer,
     sandbox: RunningSandbox,
-    target_env: dict,
+    target_env: dict[str, str],
     data_dir: Path,
 ) -> None:
     url = new_database(postgres)

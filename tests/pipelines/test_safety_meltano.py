@@ -25,7 +25,7 @@ ROWS = [["S-1", "Jane", "(312) 847-1928", "60614"], ["S-2", "John", "617.370.162
 def test_a_dry_run_meltano_cannot_read_never_sends(
     meltano_project: MeltanoProject,
     sandbox: RunningSandbox,
-    target_env: dict,
+    target_env: dict[str, str],
     data_dir: Path,
     spelling: str,
     succeeds: bool,

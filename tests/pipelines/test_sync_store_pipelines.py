@@ -8,6 +8,7 @@ import os
 import subprocess
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pipeline_helpers import (
@@ -42,7 +43,10 @@ def crm_rows(count: int) -> list[list[str]]:
 
 
 def test_full_refresh_twice_sends_nothing_the_second_time(
-    meltano_project: MeltanoProject, sandbox: RunningSandbox, target_env: dict, data_dir: Path
+    meltano_project: MeltanoProject,
+    sandbox: RunningSandbox,
+    target_env: dict[str, str],
+    data_dir: Path,
 ) -> None:
     """A nightly full export re-read with `meltano run --full-refresh` costs no request."""
     rows = crm_rows(250)
@@ -81,7 +85,9 @@ def store_url(postgres: PostgresServer, request: pytest.FixtureRequest) -> str:
     return f"postgresql+psycopg://postgres:Pg-Store-Sekr3t@127.0.0.1:{postgres.port}/{name}"
 
 
-def run_in_home(home: Path, config: dict, lines: list[str]) -> subprocess.CompletedProcess[str]:
+def run_in_home(
+    home: Path, config: dict[str, Any], lines: list[str]
+) -> subprocess.CompletedProcess[str]:
     """The target in its own working folder and home, with no state of its own shared."""
     home.mkdir(parents=True)
     (home / "config.json").write_text(json.dumps(config))
@@ -101,7 +107,8 @@ def run_in_home(home: Path, config: dict, lines: list[str]) -> subprocess.Comple
 def last_counts(proc: subprocess.CompletedProcess[str]) -> dict[str, int]:
     assert proc.returncode == 0, proc.stderr[-3000:]
     states = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
-    return states[-1]["target_carecycle"]["leads"]
+    tally: dict[str, int] = states[-1]["target_carecycle"]["leads"]
+    return tally
 
 
 def test_runners_in_different_homes_share_a_postgresql_store(
