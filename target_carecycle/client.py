@@ -272,6 +272,9 @@ class BatchResult:
     ids: dict[int, str | None] = field(default_factory=dict)
     failures: dict[int, str] = field(default_factory=dict)
     requests: int = 0
+    # Counted as succeeded, but careCycle's answer held errors matching no externalId sent
+    # and did not list these leads among its results: they may have been refused.
+    unconfirmed: set[int] = field(default_factory=set)
 
 
 class SharedBudget(Protocol):
@@ -586,14 +589,24 @@ def _read_success(
             continue
         text = scrub(error.get("error") or "refused")
         result.failures[pending[pos]] = f"careCycle: {text}"
+    failed = answer.get("failed")
+    matched = sum(1 for pos in range(len(body)) if pending[pos] in result.failures)
+    if isinstance(failed, int) and not isinstance(failed, bool) and failed > matched:
+        unmatched = max(unmatched, failed - matched)
     if unmatched:
-        logger.warning("careCycle reported %d errors that match no externalId sent", unmatched)
+        logger.warning(
+            "careCycle reported %d errors that match no externalId sent: leads it did not "
+            "list as results are not remembered in the sync store, so they are sent again",
+            unmatched,
+        )
     ids = {item.get("externalId"): item.get("id") for item in _dicts(answer.get("results"))}
     for pos, lead in enumerate(body):
         index = pending[pos]
         if index not in result.failures:
             found = ids.get(lead.get("externalId"))
             result.ids[index] = scrub.key_only(found) if found is not None else None
+            if unmatched and lead.get("externalId") not in ids:
+                result.unconfirmed.add(index)
 
 
 def _dicts(value: Any) -> list[dict[str, Any]]:

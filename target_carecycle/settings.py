@@ -9,6 +9,7 @@ import os
 import re
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from jsonschema import Draft7Validator
@@ -38,6 +39,8 @@ DEFAULT_API_URL = "https://api.carecycle.ai"
 # Threads and sockets are bounded: 32 requests in flight at careCycle's 0.2-0.6 s per answer
 # carry ~3,000 requests/min, far above any budget a key gets (60/min by default).
 MAX_CONCURRENT_REQUESTS_LIMIT = 32
+# An hour: beyond it a wait is a hang, not a slow answer (and 1e300 s overflows the clock).
+MAX_REQUEST_TIMEOUT = 3600
 TRUE_SPELLINGS = frozenset({"true", "yes", "on", "1"})
 FALSE_SPELLINGS = frozenset({"false", "no", "off", "0"})
 BOOLEAN_RULE = "must be true or false (yes/no, on/off, 1/0 also accepted, any case)"
@@ -143,9 +146,11 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
     ),
     th.Property(
         "request_timeout",
-        th.NumberType(exclusive_minimum=0),
+        th.NumberType(exclusive_minimum=0, maximum=MAX_REQUEST_TIMEOUT),
         default=DEFAULT_REQUEST_TIMEOUT,
-        description="Seconds to wait for careCycle to answer one request (more than 0).",
+        description=(
+            "Seconds to wait for careCycle to answer one request (more than 0, at most 3600)."
+        ),
     ),
     th.Property(
         "max_retries",
@@ -394,6 +399,13 @@ def check_config(
         if isinstance(value, UnreadableEnvValue)
     }
     problems.update(_read_booleans(config, schema, environ, skip=set(problems)))
+    problems.update(
+        {
+            name: f"{name}: must be a finite number"
+            for name, value in config.items()
+            if isinstance(value, float | Decimal) and not math.isfinite(value)
+        }
+    )
     check.errors += problems.values()
     readable = {k: v for k, v in config.items() if k not in problems}
     check.errors += [_describe(e) for e in Draft7Validator(schema).iter_errors(readable)]
@@ -460,9 +472,6 @@ def setting_errors(config: Mapping[str, Any]) -> list[str]:
     api_url = config.get("api_url")
     if isinstance(api_url, str) and (problem := check_api_url(api_url)):
         errors.append(f"api_url: {problem}")
-    for name, value in config.items():
-        if isinstance(value, float) and not math.isfinite(value):
-            errors.append(f"{name}: must be a finite number")
     try:
         parse_streams_setting(config.get("streams"))
     except MappingConfigError as exc:

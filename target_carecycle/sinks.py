@@ -300,6 +300,7 @@ class CareCycleSink(BatchSink):
             to_send = [entry for entry in entries if entry.external_id not in unchanged]
             if not to_send:
                 return
+            self._forget_before_sending(to_send)
             dispatcher.enqueue(
                 [entry.lead for entry in to_send],
                 frozenset(entry.external_id for entry in to_send),
@@ -332,15 +333,25 @@ class CareCycleSink(BatchSink):
             self._store_acknowledged(entries, result)
         outcomes.check_error_limit()
 
+    def _forget_before_sending(self, entries: list[PendingLead]) -> None:
+        """Drop the store's entries of changed leads before they go (see SyncStore.forget)."""
+        store = self._target.sync_store
+        if store is not None and store.exists:
+            store.forget(entry.external_id for entry in entries)
+
     def _store_acknowledged(self, entries: list[PendingLead], result: BatchResult) -> None:
-        """Remember the leads careCycle accepted (one transaction); refused ones are retried."""
+        """Remember the leads careCycle accepted (one transaction).
+
+        Refused leads, and leads careCycle did not confirm (its answer held errors naming no
+        externalId sent), are not remembered: they are sent again next time they are read.
+        """
         store = self._target.sync_store
         if store is None or self._target.settings.dry_run:
             return
         store.record_acknowledged(
             (entry.external_id, entry.payload_hash, result.ids.get(index))
             for index, entry in enumerate(entries)
-            if index not in result.failures
+            if index not in result.failures and index not in result.unconfirmed
         )
 
     def _record_lost(self, entries: list[PendingLead]) -> None:

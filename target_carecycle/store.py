@@ -170,9 +170,9 @@ class Account:
 
 def default_location() -> Path:
     """$XDG_STATE_HOME/target-carecycle/sync.sqlite, else ~/.local/state/target-carecycle/."""
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(
-        os.path.expanduser("~"), ".local", "state"
-    )
+    base = os.environ.get("XDG_STATE_HOME", "")
+    if not os.path.isabs(base):  # the XDG spec: a relative path is invalid, ignore it
+        base = os.path.join(os.path.expanduser("~"), ".local", "state")
     return Path(base) / APP_DIR / DEFAULT_FILE_NAME
 
 
@@ -363,6 +363,22 @@ class SyncStore:
         with self._transaction(write=True) as conn:
             conn.execute(self._upsert, list(rows.values()))
         return len(rows)
+
+    def forget(self, external_ids: Iterable[str]) -> None:
+        """Drop the entries of leads about to be sent (one statement for the batch).
+
+        Written before a changed lead is sent, so whatever happens to the request (an answer
+        lost to a timeout, retries used up, kill -9), the store never claims careCycle holds
+        the older version: until careCycle acknowledges the new one, the lead is sent again.
+        """
+        lead_keys = [self.account.lead_key(ext_id) for ext_id in external_ids]
+        if not lead_keys or self._engine is None:
+            return
+        statement = leads_table.delete().where(
+            leads_table.c.account == self._account_id, leads_table.c.lead_key.in_(lead_keys)
+        )
+        with self._transaction(write=True) as conn:
+            conn.execute(statement)
 
     def count(self) -> int:
         """Entries kept for this account."""

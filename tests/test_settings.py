@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 from collections.abc import Iterable
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -182,6 +183,10 @@ def test_config_booleans_refuse_anything_else_naming_the_setting(setting, value)
         ("request_timeout", -1.5, "request_timeout: must be greater than 0"),
         ("request_timeout", float("nan"), "request_timeout: must be a finite number"),
         ("request_timeout", float("inf"), "request_timeout: must be a finite number"),
+        ("request_timeout", 1e300, "request_timeout: must be at most 3600"),
+        ("request_timeout", Decimal("1e999"), "request_timeout: must be a finite number"),
+        ("lead_cost", Decimal("1e999"), "lead_cost: must be a finite number"),
+        ("lead_cost", Decimal("Infinity"), "lead_cost: must be a finite number"),
         ("max_requests_per_minute", 0, "max_requests_per_minute: must be at least 1"),
         ("max_concurrent_requests", 0, "max_concurrent_requests: must be at least 1"),
         ("max_concurrent_requests", 10000, "max_concurrent_requests: must be at most 32"),
@@ -207,6 +212,7 @@ def test_each_setting_is_bounded(setting, value, message):
     ("setting", "value"),
     [
         ("request_timeout", 0.001),
+        ("request_timeout", 3600),
         ("max_requests_per_minute", 1),
         ("max_concurrent_requests", 1),
         ("max_concurrent_requests", 32),

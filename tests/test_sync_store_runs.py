@@ -11,7 +11,9 @@ import os
 import signal
 import sqlite3
 import subprocess
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -430,3 +432,68 @@ def test_settings_come_from_the_environment(secret_sandbox, tmp_path):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert store.exists()
+
+
+def test_a_lead_whose_delivery_is_uncertain_is_sent_again_next_time(tmp_path):
+    """A' times out (careCycle stores it later); a later run reading A again must send it:
+    the store dropped A's entry before A' went out, so it never claims careCycle holds A."""
+    store = tmp_path / "store.sqlite"
+    lead_a = distinctive_leads(1)[0]
+    lead_a2 = {**lead_a, "firstName": "Qchanged"}
+    stalls = SandboxConfig(rate_limit=0, fault="stall", fault_every=2, stall_seconds=3)
+    with running_sandbox(stalls) as sandbox:
+        config = target_config(sandbox, sync_store=str(store), max_retries=0)
+        assert counts(run_target(tmp_path, config, lines([lead_a])))["succeeded"] == 1
+        timing_out = run_target(tmp_path, {**config, "request_timeout": 1}, lines([lead_a2]))
+        assert timing_out.returncode == 1 and timing_out.states == []
+        deadline = time.monotonic() + 60  # the stalled request lands in careCycle later
+        while sandbox.customers()[0]["firstName"] != "Qchanged" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        third = run_target(tmp_path, config, lines([lead_a]))
+        assert counts(third)["succeeded"] == 1 and counts(third)["unchanged"] == 0
+        assert sandbox.customers()[0]["firstName"] == lead_a["firstName"]
+
+
+class _UnmatchedErrorsHandler(BaseHTTPRequestHandler):
+    """careCycle answering 200 with one error that names no externalId, and no results."""
+
+    def do_POST(self) -> None:
+        length = int(self.headers["Content-Length"])
+        records = json.loads(self.rfile.read(length))["records"]
+        self.server.requests += 1  # type: ignore[attr-defined]
+        body = {
+            "succeeded": len(records) - 1,
+            "failed": 1,
+            "results": [],
+            "errors": [{"id": None, "externalId": None, "error": "Source not found"}],
+        }
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: Any) -> None:
+        del args
+
+
+def test_leads_careCycle_did_not_confirm_are_not_remembered(tmp_path):
+    """An error matching no externalId: nobody knows which lead failed, so none is skipped."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _UnmatchedErrorsHandler)
+    server.requests = 0  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        config = {"api_url": url, "api_key": SECRET_KEY, "sync_store": str(tmp_path / "s.db")}
+        leads = distinctive_leads(3)
+        first = run_target(tmp_path, config, lines(leads))
+        second = run_target(tmp_path, config, lines(leads))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert counts(first)["succeeded"] == 3
+    assert counts(second)["unchanged"] == 0
+    assert server.requests == 2  # type: ignore[attr-defined]
+    assert "match no externalId sent" in first.stderr
