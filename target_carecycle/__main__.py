@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from target_carecycle.target import TargetCareCycle
+from target_carecycle.target import main
 
-TargetCareCycle.cli()
+main()

@@ -487,3 +487,25 @@ class TargetCareCycle(Target):
             sys.stderr.write(f"target-carecycle: invalid config: {exc}\n")
             sys.exit(1)
         sys.exit(target.run(file_input))
+
+
+def main() -> None:
+    """The `target-carecycle` command: the SDK's CLI, with an unreadable --config as one line.
+
+    The SDK reads --config files while parsing arguments, before any hook of ours runs, and a
+    file that is missing or not JSON ends there in a traceback.
+    """
+    command = TargetCareCycle.cli
+    try:
+        command.main(prog_name=TargetCareCycle.name)
+    except ValueError as exc:  # json's and simplejson's JSONDecodeError
+        line, column = getattr(exc, "lineno", None), getattr(exc, "colno", None)
+        where = f" at line {line} column {column}" if isinstance(line, int) else ""
+        sys.stderr.write(f"target-carecycle: invalid config: a --config file is not JSON{where}\n")
+        sys.exit(1)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        sys.stderr.write(
+            f"target-carecycle: invalid config: a --config file cannot be read ({reason})\n"
+        )
+        sys.exit(1)

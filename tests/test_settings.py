@@ -471,3 +471,24 @@ def test_a_misspelt_setting_is_a_warning_and_the_run_goes_on(sandbox, tmp_path):
     assert run.returncode == 0, run.stderr
     assert "unknown setting 'max_retry' is ignored (did you mean max_retries?)" in run.stderr
     assert sandbox.stats()["created"] == 2
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        ("{nope", "a --config file is not JSON at line 1 column 2"),
+        ('{"api_key": "cc_x", "request_timeout": NaN}', "a --config file is not JSON at line 1"),
+        (None, "a --config file cannot be read (FileNotFoundError)"),
+    ],
+    ids=["not JSON", "NaN literal", "missing file"],
+)
+def test_an_unreadable_config_file_is_one_line(tmp_path, content, says):
+    path = tmp_path / "config.json"
+    if content is not None:
+        path.write_text(content)
+    done = subprocess.run(
+        [TARGET_EXE, "--config", str(path)], input="", capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == f"target-carecycle: invalid config: {says}"
+    assert "Traceback" not in done.stderr
