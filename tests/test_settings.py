@@ -477,7 +477,10 @@ def test_a_misspelt_setting_is_a_warning_and_the_run_goes_on(sandbox, tmp_path):
     ("content", "says"),
     [
         ("{nope", "a --config file is not JSON at line 1 column 2"),
-        ('{"api_key": "cc_x", "request_timeout": NaN}', "a --config file is not JSON at line 1"),
+        (
+            '{"api_key": "cc_x", "request_timeout": NaN}',
+            "a --config file is not JSON at line 1 column 40",
+        ),
         (None, "a --config file cannot be read (FileNotFoundError)"),
     ],
     ids=["not JSON", "NaN literal", "missing file"],
