@@ -6,7 +6,8 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,3 +75,38 @@ def assert_no_key_in(config: dict[str, Any], env: dict[str, str] | None, *output
     given = [config.get("api_key"), (env or {}).get("TARGET_CARECYCLE_API_KEY"), DEFAULT_API_KEY]
     for key in (k for k in given if isinstance(k, str) and len(k) >= 6):
         assert all(key not in output for output in outputs), "the API key appeared in the output"
+
+
+def start_target(
+    tmp_path: Path, config: dict[str, Any], lines: Iterable[str], *, quiet: bool = False
+) -> subprocess.Popen[str]:
+    """Start the executable and write `lines` to it, leaving stdin open (more may follow)."""
+    config_path = tmp_path / "config.json"
+    config_path.write_text(json.dumps(config))
+    output = subprocess.DEVNULL if quiet else subprocess.PIPE
+    proc = subprocess.Popen(
+        [TARGET_EXE, "--config", str(config_path)],
+        stdin=subprocess.PIPE,
+        stdout=output,
+        stderr=output,
+        text=True,
+    )
+    assert proc.stdin is not None
+    proc.stdin.write("".join(line + "\n" for line in lines))
+    proc.stdin.flush()
+    return proc
+
+
+def wait_for_stats(
+    sandbox: RunningSandbox, ready: Callable[[dict[str, Any]], bool], limit: float = 120
+) -> None:
+    """Poll the sandbox's stats until `ready` (no assertion: the test checks what it needs)."""
+    deadline = time.monotonic() + limit
+    while not ready(sandbox.stats()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def all_answered(stats: dict[str, Any]) -> bool:
+    """Every upload request that reached the sandbox has been answered (none mid-way)."""
+    answered: int = sum(stats["requests"].values())
+    return answered >= int(stats["upload_requests"])

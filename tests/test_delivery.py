@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-import json
 import re
 import signal
 import socket
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from target_runner import TARGET_EXE, TargetRun, run_target, target_config
+from target_runner import (
+    TargetRun,
+    run_target,
+    start_target,
+    target_config,
+    wait_for_stats,
+)
 
 from target_carecycle.sandbox import RunningSandbox, SandboxConfig, running_sandbox
 from target_carecycle.sandbox.samples import api_leads, singer_lines
@@ -158,21 +162,8 @@ def signal_after(
     signum: int,
 ) -> TargetRun:
     """Feed `lines` (stdin stays open), wait until the sandbox's stats are `ready`, signal."""
-    config_path = tmp_path / "config.json"
-    config_path.write_text(json.dumps(config))
-    proc = subprocess.Popen(
-        [TARGET_EXE, "--config", str(config_path)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdin is not None
-    proc.stdin.write("".join(line + "\n" for line in lines))
-    proc.stdin.flush()
-    deadline = time.monotonic() + 20
-    while not ready(sandbox.stats()) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    proc = start_target(tmp_path, config, lines)
+    wait_for_stats(sandbox, ready)
     proc.send_signal(signum)
     stdout, stderr = proc.communicate(timeout=30)
     return TargetRun(proc.returncode, stdout, stderr)

@@ -6,12 +6,18 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from target_runner import TARGET_EXE, TargetRun, run_target, target_config
+from target_runner import (
+    TARGET_EXE,
+    TargetRun,
+    run_target,
+    start_target,
+    target_config,
+    wait_for_stats,
+)
 
 from target_carecycle.sandbox import RunningSandbox, SandboxConfig, running_sandbox
 from target_carecycle.sandbox.samples import LEAD_SCHEMA, api_leads
@@ -216,21 +222,8 @@ def feed_then_break(
     """Write `first`, wait until the sandbox has seen an upload request (`ready` stat > 0),
     then write `then` and close stdin. Returns the run and the upload requests seen at the
     moment the bad line was written."""
-    config_path = tmp_path / "config.json"
-    config_path.write_text(json.dumps(config))
-    proc = subprocess.Popen(
-        [TARGET_EXE, "--config", str(config_path)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdin is not None
-    proc.stdin.write("".join(line + "\n" for line in first))
-    proc.stdin.flush()
-    deadline = time.monotonic() + 60
-    while sandbox.stats()[ready] == 0 and time.monotonic() < deadline:
-        time.sleep(0.02)
+    proc = start_target(tmp_path, config, first)
+    wait_for_stats(sandbox, lambda stats: stats[ready] > 0)
     seen = sandbox.stats()["upload_requests"]
     stdout, stderr = proc.communicate("".join(line + "\n" for line in then), timeout=60)
     return TargetRun(proc.returncode, stdout, stderr), seen

@@ -18,7 +18,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from target_runner import TARGET_EXE, TargetRun, run_target, target_config
+from target_runner import (
+    TARGET_EXE,
+    TargetRun,
+    all_answered,
+    run_target,
+    start_target,
+    target_config,
+    wait_for_stats,
+)
 
 from target_carecycle.sandbox import RunningSandbox, SandboxConfig, running_sandbox
 from target_carecycle.sandbox.samples import api_leads, singer_lines
@@ -229,26 +237,14 @@ def test_kill_9_then_rerun_resends_at_most_the_batches_in_flight(tmp_path):
             batch_size_rows=batch,
             max_concurrent_requests=in_flight,
         )
-        config_path = tmp_path / "kill.json"
-        config_path.write_text(json.dumps(config))
-        proc = subprocess.Popen(
-            [TARGET_EXE, "--config", str(config_path)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        assert proc.stdin is not None
-        for line in lines(leads)[:-1]:  # keep stdin open: the run cannot finish on its own
-            proc.stdin.write(line + "\n")
-        proc.stdin.flush()
-        deadline = time.monotonic() + 60
-        while sandbox.stats()["upload_requests"] < 8 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        # stdin stays open without the final STATE: the run cannot finish on its own
+        proc = start_target(tmp_path, config, lines(leads)[:-1], quiet=True)
+        wait_for_stats(sandbox, lambda stats: stats["upload_requests"] >= 8)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
+        assert proc.stdin is not None
         proc.stdin.close()
-        time.sleep(0.3)  # requests already on the wire land
+        wait_for_stats(sandbox, all_answered)  # requests already on the wire land
 
         received_before = {c["externalId"] for c in sandbox.customers()}
         recorded = store_entries(sandbox, store)
