@@ -149,6 +149,7 @@ class CareCycleSink(BatchSink):
         self._batch: dict[str, PendingLead] = {}
         self._warned_content_hash = False
         self._dry_run_shown = 0
+        self._stale: set[str] | None = None  # leads of the batch being sent with an old entry
 
     @property
     def max_size(self) -> int:
@@ -309,15 +310,22 @@ class CareCycleSink(BatchSink):
             )
 
     def _find_unchanged(self, entries: list[PendingLead]) -> set[str]:
-        """The externalIds whose lead equals what careCycle last acknowledged (one lookup)."""
+        """The externalIds whose lead equals what careCycle last acknowledged (one lookup).
+
+        Also notes which of the others have an entry to drop before they are sent.
+        """
         store = self._target.sync_store
+        self._stale = None  # unknown: forget every lead sent
         if store is None:
             return set()
         for entry in entries:
             entry.payload_hash = store.account.payload_hash(entry.lead)
         if not self._target.settings.skip_unchanged:
             return set()
-        return store.unchanged_ids({entry.external_id: entry.payload_hash for entry in entries})
+        unchanged, self._stale = store.compare(
+            {entry.external_id: entry.payload_hash for entry in entries}
+        )
+        return unchanged
 
     def _record_result(self, entries: list[PendingLead], result: BatchResult) -> None:
         outcomes, stream = self._outcomes, self.stream_name
@@ -334,10 +342,16 @@ class CareCycleSink(BatchSink):
         outcomes.check_error_limit()
 
     def _forget_before_sending(self, entries: list[PendingLead]) -> None:
-        """Drop the store's entries of changed leads before they go (see SyncStore.forget)."""
+        """Drop the store's entries of changed leads before they go (see SyncStore.forget).
+
+        Only leads the lookup found with another digest have an entry; new leads need no
+        statement, so a first run costs no more than before.
+        """
         store = self._target.sync_store
-        if store is not None and store.exists:
-            store.forget(entry.external_id for entry in entries)
+        if store is None or not store.exists or self._stale == set():
+            return
+        stale = self._stale
+        store.forget(e.external_id for e in entries if stale is None or e.external_id in stale)
 
     def _store_acknowledged(self, entries: list[PendingLead], result: BatchResult) -> None:
         """Remember the leads careCycle accepted (one transaction).

@@ -314,17 +314,27 @@ class SyncStore:
 
     def unchanged_ids(self, payload_hashes: Mapping[str, bytes]) -> set[str]:
         """The externalIds whose stored payload digest equals the given one (one query)."""
+        return self.compare(payload_hashes)[0]
+
+    def compare(self, payload_hashes: Mapping[str, bytes]) -> tuple[set[str], set[str]]:
+        """(unchanged, changed) externalIds among those with an entry (one query).
+
+        Leads with no entry are in neither set: they are new, and have nothing to forget.
+        """
         if self._engine is None or not payload_hashes:
-            return set()
+            return set(), set()
         by_key = {self.account.lead_key(ext_id): ext_id for ext_id in payload_hashes}
         with self._transaction(write=False, one_query=True) as conn:
             rows = self._lookup(conn, list(by_key))
-        same = set()
+        same: set[str] = set()
+        changed: set[str] = set()
         for lead_key, stored_hash in rows:
             ext_id = by_key[lead_key]
             if hmac.compare_digest(stored_hash, payload_hashes[ext_id]):
                 same.add(ext_id)
-        return same
+            else:
+                changed.add(ext_id)
+        return same, changed
 
     def _lookup(self, conn: Connection, lead_keys: list[bytes]) -> Sequence[Any]:
         """(lead_key, payload_hash) of the stored keys among `lead_keys`, in one query.
