@@ -8,6 +8,7 @@ import stat
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +94,7 @@ def test_an_acknowledgement_without_an_id_keeps_the_known_id(tmp_path):
     store.record_acknowledged([("E-1", b"a" * 16, "cc-1")])
     store.record_acknowledged([("E-1", b"b" * 16, None)])
     store.close()
-    with sqlite3.connect(path) as conn:
+    with closing(sqlite3.connect(path)) as conn, conn:
         rows = conn.execute(
             "SELECT payload_hash, carecycle_id FROM carecycle_sync_leads"
         ).fetchall()
@@ -246,7 +247,7 @@ def test_a_file_damaged_past_its_header_is_refused_at_open(tmp_path):
 def test_a_store_of_a_newer_schema_version_is_refused(tmp_path):
     path = tmp_path / "s.sqlite"
     SyncStore.open(str(path), ACCOUNT).close()
-    with sqlite3.connect(path) as conn:
+    with closing(sqlite3.connect(path)) as conn, conn:
         conn.execute(
             "UPDATE carecycle_sync_meta SET value = ? WHERE name = 'schema_version'",
             (str(SCHEMA_VERSION + 1),),
@@ -369,7 +370,7 @@ def test_at_high_rates_one_transaction_reserves_a_window_of_slots(tmp_path):
     store = SyncStore.open(str(path), ACCOUNT)
     before = time.time()
     store.reserve_request(0.01)
-    with sqlite3.connect(path) as conn:
+    with closing(sqlite3.connect(path)) as conn, conn:
         (next_start,) = conn.execute("SELECT next_start FROM carecycle_sync_budget").fetchone()
     assert len(store._slots) == 19
     assert next_start >= before + 20 * 0.01
@@ -382,7 +383,7 @@ def test_at_high_rates_one_transaction_reserves_a_window_of_slots(tmp_path):
 def test_a_slot_from_a_clock_set_back_is_ignored(tmp_path):
     store = SyncStore.open(str(tmp_path / "s.sqlite"), ACCOUNT)
     store.reserve_request(1.0)
-    with sqlite3.connect(tmp_path / "s.sqlite") as conn:
+    with closing(sqlite3.connect(tmp_path / "s.sqlite")) as conn, conn:
         conn.execute("UPDATE carecycle_sync_budget SET next_start = next_start + 86400")
     assert store.reserve_request(1.0) == 0
 

@@ -13,6 +13,7 @@ import sqlite3
 import subprocess
 import threading
 import time
+from contextlib import closing
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,7 @@ def assert_accounted(tally: dict[str, int]) -> None:
 
 
 def store_rows(path: Path) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(path) as conn:
+    with closing(sqlite3.connect(path)) as conn, conn:
         return sorted(conn.execute("SELECT * FROM carecycle_sync_leads").fetchall())
 
 
@@ -333,7 +334,7 @@ def test_a_corrupt_store_stops_the_run(secret_sandbox, tmp_path):
 def test_a_store_of_a_newer_version_stops_the_run(secret_sandbox, tmp_path):
     path = tmp_path / "s.sqlite"
     SyncStore.open(str(path), Account.for_key("http://x", "k")).close()
-    with sqlite3.connect(path) as conn:
+    with closing(sqlite3.connect(path)) as conn, conn:
         conn.execute("UPDATE carecycle_sync_meta SET value = ?", (str(SCHEMA_VERSION + 5),))
     run = failing_run(tmp_path, secret_sandbox, str(path))
     assert "newer target-carecycle" in run.stderr
