@@ -124,6 +124,12 @@ def messy_input() -> list[str]:
     ]
 
 
+def typed_schema(**extra: dict[str, Any]) -> dict[str, Any]:
+    """A tap schema with an integer `id`, `phone` and `zip` strings, and `extra` columns."""
+    columns = {"id": {"type": "integer"}, "phone": {"type": "string"}, "zip": {"type": "string"}}
+    return {"type": "object", "properties": {**columns, **extra}}
+
+
 def test_messy_streams_become_exact_leads_and_every_record_is_accounted_for(sandbox, tmp_path):
     rejects = tmp_path / "rejects.jsonl"
     results = tmp_path / "results.jsonl"
@@ -278,14 +284,7 @@ def test_stream_maps_apply_before_the_lead_mapping(sandbox, tmp_path):
 
 
 def test_validate_records_rejects_records_that_break_the_taps_schema(sandbox, tmp_path):
-    schema = {
-        "type": "object",
-        "properties": {
-            "id": {"type": "integer"},
-            "phone": {"type": "string"},
-            "zip": {"type": "string"},
-        },
-    }
+    schema = typed_schema()
     records: list[dict[str, Any]] = [
         {"id": 1, "phone": "3052345678", "zip": "33101"},
         {"id": "two", "phone": "3052345679", "zip": "33101"},
@@ -351,15 +350,7 @@ def test_a_schema_validate_records_cannot_use_stops_the_run_naming_it(
 
 def test_schema_check_reasons_never_name_a_records_own_keys(sandbox, tmp_path):
     """A key can be personal data (an email used as a key): reasons name the schema's place."""
-    schema = {
-        "type": "object",
-        "properties": {
-            "id": {"type": "integer"},
-            "phone": {"type": "string"},
-            "zip": {"type": "string"},
-            "contacts": {"type": "object", "additionalProperties": {"type": "string"}},
-        },
-    }
+    schema = typed_schema(contacts={"type": "object", "additionalProperties": {"type": "string"}})
     records = [{"id": 1, "phone": "3052345678", "zip": "33101", "contacts": {"jo@ex.com": 1}}]
     lines = singer_lines("typed", records, schema=schema, key_properties=["id"])
     reject_file = tmp_path / "rejects.jsonl"
@@ -372,17 +363,11 @@ def test_schema_check_reasons_never_name_a_records_own_keys(sandbox, tmp_path):
     assert "jo@ex.com" not in json.loads(reject_file.read_text())["reason"]
 
 
-FILTER_COLUMNS = {"id": "integer", "phone": "string", "zip": "string"}
-
-
 def test_records_a_stream_map_filters_out_are_counted_skipped(sandbox, tmp_path):
     """`__filter__` and `__NULL__` are the user's choice: skipped, never silently gone, never
     an error (even a record that is not an object, on a stream mapped to nowhere)."""
     leads = [{"id": n, "phone": f"30523456{n:02d}", "zip": "33101"} for n in range(10)]
-    schema = {
-        "type": "object",
-        "properties": {name: {"type": kind} for name, kind in FILTER_COLUMNS.items()},
-    }
+    schema = typed_schema()
     lines = [
         *singer_lines("leads", leads, schema=schema, key_properties=["id"]),
         *singer_lines("dropped", leads[:3], schema=schema, key_properties=["id"]),
