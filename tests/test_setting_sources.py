@@ -258,7 +258,7 @@ def test_what_meltano_sets_is_neither_an_error_nor_a_warning():
 
 
 def test_meltano_merging_nested_settings_into_the_file_still_agrees():
-    """`TARGET_CARECYCLE_STREAMS` set by the user; Meltano adds meltano.yml's streams in the file."""
+    """TARGET_CARECYCLE_STREAMS set by the user; Meltano adds meltano.yml's streams to the file."""
     environ = {**MELTANO_ENV, "TARGET_CARECYCLE_STREAMS": '{"web": {"enabled": false}}'}
     config = copy.deepcopy(MELTANO_CONFIG)
     config["streams"]["web"] = {"enabled": False}
