@@ -23,6 +23,7 @@ from typing import IO, Any
 from singer_sdk import metrics
 
 from target_carecycle.leads import PERSONAL_FIELDS
+from target_carecycle.private_files import make_private_folders
 from target_carecycle.serialization import dumps_json
 
 OUTCOMES = ("succeeded", "failed", "rejected", "merged", "skipped", "unchanged", "unsent")
@@ -79,7 +80,7 @@ class _JsonlFile:
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW
         fd = -1
         try:
-            _make_private_folders(os.path.dirname(os.path.abspath(path)))
+            make_private_folders(os.path.dirname(os.path.abspath(path)))
             if os.path.lexists(path) and not stat.S_ISREG(os.lstat(path).st_mode):
                 raise OutputFileError(_refusal(setting, path))
             fd = os.open(path, flags, 0o600)
@@ -329,23 +330,6 @@ class RunOutcomes:
         for handle in (self._rejects, self._results):
             if handle is not None:
                 handle.close()
-
-
-def _make_private_folders(folder: str) -> None:
-    """Create the missing folders on the way to `folder`, each 0700; existing ones stay."""
-    missing = []
-    while not os.path.isdir(folder):
-        missing.append(folder)
-        parent = os.path.dirname(folder)
-        if parent == folder:
-            break
-        folder = parent
-    for created in reversed(missing):
-        try:
-            os.mkdir(created, 0o700)
-        except FileExistsError:
-            continue  # made meanwhile, or a file: opening the path will say so
-        os.chmod(created, 0o700)  # whatever the umask
 
 
 def _refusal(setting: str, path: str) -> str:

@@ -238,6 +238,6 @@ def test_a_postgresql_store_locked_past_its_timeout_is_refused(store_url: str) -
         with pytest.raises(SyncStoreError) as caught:
             SyncStore.open(store_url + "?timeout=1", account)
     message = str(caught.value)
-    assert message.startswith("sync_store: postgresql+psycopg://postgres:***@")
+    assert message.startswith("sync_store: PostgreSQL database ")
     assert "locked by another process for more than 1 s" in message
     assert "Pg-Store-Sekr3t" not in message
