@@ -23,6 +23,7 @@ from typing import IO, Any
 from singer_sdk import metrics
 
 from target_carecycle.leads import PERSONAL_FIELDS
+from target_carecycle.printable import printable
 from target_carecycle.private_files import make_private_folders
 from target_carecycle.serialization import dumps_json
 
@@ -160,9 +161,9 @@ class RunOutcomes:
         self._count(stream, "merged")
         logger.info(
             "Merged: stream=%s position=%d externalId=%s (a later record has the same externalId)",
-            stream,
+            printable(stream),
             position,
-            external_id,
+            printable(external_id),
         )
 
     def omitted(self, stream: str, reasons: Mapping[str, str]) -> None:
@@ -230,10 +231,10 @@ class RunOutcomes:
         logger.warning(
             "Lead %s: stream=%s position=%d externalId=%s reason=%s",
             status,
-            stream,
+            printable(stream),
             position,
-            external_id,
-            reason,
+            printable(external_id),
+            printable(reason),
         )
         if self._rejects is not None:
             self._rejects.write(
@@ -305,14 +306,19 @@ class RunOutcomes:
         sent = "would send" if self.dry_run else "succeeded"
         head = "target-carecycle summary" + (" (dry run: nothing was sent)" if self.dry_run else "")
         lines = [f"{head}, {seconds:.1f} s, {requests} upload requests"]
+        # Stream names and reasons come from the input: printed escaped, one line each.
         for stream, tally in sorted(self.tallies.items()):
-            lines.append(f"  {stream}: " + _counts_text(tally, sent))
+            lines.append(f"  {printable(stream)}: " + _counts_text(tally, sent))
             if tally.omitted:
                 lines.append("    optional values left out of leads that were sent:")
-                lines.extend(f"      {n} x {what}" for what, n in tally.omitted.most_common())
+                lines.extend(
+                    f"      {n} x {printable(what)}" for what, n in tally.omitted.most_common()
+                )
             if tally.reasons:
                 lines.append("    top reasons for failed and rejected records:")
-                lines.extend(f"      {n} x {why}" for why, n in tally.reasons.most_common(5))
+                lines.extend(
+                    f"      {n} x {printable(why)}" for why, n in tally.reasons.most_common(5)
+                )
         if len(self.tallies) > 1:
             lines.append("  all streams: " + _counts_text(self.totals(), sent))
         return lines

@@ -15,8 +15,9 @@ import re
 import unicodedata
 
 # Control characters (C0, DEL, C1), format characters (bidi overrides and isolates, zero
-# widths, BOM, soft hyphen), line and paragraph separators, surrogates: all printed as escapes.
-_ESCAPED_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
+# widths, BOM, soft hyphen), line and paragraph separators, surrogates, private-use and
+# unassigned code points: all printed as escapes.
+_ESCAPED_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
 _MAYBE_UNSAFE = re.compile(r"[^\x20-\x5b\x5d-\x7e]")  # anything but printable ASCII minus "\"
 _MAYBE_UNSAFE_KEEP_BACKSLASH = re.compile(r"[^\x20-\x7e]")
 
@@ -27,7 +28,9 @@ def _escape(char: str) -> str:
     if unicodedata.category(char) not in _ESCAPED_CATEGORIES:
         return char
     code = ord(char)
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def printable(value: object, limit: int | None = None, *, backslash: bool = True) -> str:

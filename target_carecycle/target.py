@@ -24,6 +24,7 @@ from target_carecycle.client import (
 )
 from target_carecycle.mapping import MappingConfigError
 from target_carecycle.outcomes import OutputFileError, RunOutcomes, TooManyRecordErrors
+from target_carecycle.printable import escape_log_handlers, printable
 from target_carecycle.setting_sources import ResolvedSettings, provenance_line, resolve_settings
 from target_carecycle.settings import CONFIG_SCHEMA, RunSettings, check_config
 from target_carecycle.singer_input import (
@@ -438,7 +439,7 @@ class TargetCareCycle(Target):
 
     def _report_stop(self, reason: str) -> None:
         """One line on stderr saying why the run stops (tracebacks only at debug level)."""
-        sys.stderr.write(f"{self.name}: {reason}\n")
+        sys.stderr.write(f"{self.name}: {printable(reason, backslash=False)}\n")
         sys.stderr.flush()
 
     def _settle_after_stop(self, *, may_emit_state: bool) -> None:
@@ -475,6 +476,7 @@ class TargetCareCycle(Target):
         if about:
             cls.print_about(about_format)
             sys.exit(0)
+        escape_log_handlers()  # the SDK's own lines name streams too: none forges a line
         cls.print_version(print_fn=cls.logger.info)
         try:
             target = cls(
@@ -483,10 +485,13 @@ class TargetCareCycle(Target):
                 parse_env_config=bool(config and config.parse_env),
             )
         except ConfigValidationError as exc:
-            sys.stderr.write(f"target-carecycle: invalid config: {'; '.join(exc.errors)}\n")
+            reasons = printable("; ".join(exc.errors), backslash=False)  # names a key as typed
+            sys.stderr.write(f"target-carecycle: invalid config: {reasons}\n")
             sys.exit(1)
         except (MappingConfigError, OutputFileError) as exc:
-            sys.stderr.write(f"target-carecycle: invalid config: {exc}\n")
+            sys.stderr.write(
+                f"target-carecycle: invalid config: {printable(exc, backslash=False)}\n"
+            )
             sys.exit(1)
         sys.exit(target.run(file_input))
 
