@@ -131,9 +131,9 @@ def test_a_stop_signal_is_honoured_while_a_batch_file_is_read(tmp_path):
     total = 300_000
     path = tmp_path / "batch.jsonl.gz"
     template = api_leads(1)[0]
-    with gzip.open(path, "wt") as batch:
+    with gzip.open(path, "wt") as out:
         for n in range(total):
-            batch.write(json.dumps({**template, "externalId": f"lead-{n}"}) + "\n")
+            out.write(json.dumps({**template, "externalId": f"lead-{n}"}) + "\n")
     config_path = tmp_path / "config.json"
     config_path.write_text(json.dumps({"dry_run": True, "sync_store": "off"}))
     proc = subprocess.Popen(
