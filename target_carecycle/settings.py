@@ -60,8 +60,9 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
         title="API key",
         description=(
             "careCycle API key (starts with `cc_`; x-api-key header). Required unless "
-            f"`dry_run`. Falls back to the `{API_KEY_ENV}` environment variable. Never "
-            "printed or written anywhere."
+            f"`dry_run`. Never printed or written anywhere. Also read from `{API_KEY_ENV}`; "
+            "with the key in one place and `api_url` in the other (config file, environment) "
+            "the run stops unless `--config ENV` (docs/settings.md)."
         ),
     ),
     th.Property(
@@ -122,8 +123,9 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
         th.BooleanType,
         default=False,
         description=(
-            "Map and validate every record, write the reject file, send nothing. "
-            f"`{DRY_RUN_ENV}` set to a true value turns it on even without `--config ENV`."
+            "Map and validate every record, write the reject file, send nothing. True in a "
+            f"config file or in `{DRY_RUN_ENV}` makes a dry run (the environment can turn it "
+            "on, never off)."
         ),
     ),
     th.Property(
@@ -207,8 +209,9 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
         description=(
             "Where the record of what careCycle acknowledged is kept (to skip unchanged "
             "leads, and to share the key's request budget between runs): a file path "
-            "(SQLite), `sqlite:///PATH`, `postgresql+psycopg://USER:PASSWORD@HOST/DB` "
-            "(extra `postgres`), or `off`. Default: "
+            "(SQLite, never through a symlink; created 0600), `sqlite:///PATH`, "
+            "`postgresql+psycopg://USER:PASSWORD@HOST/DB` (extra `postgres`; the store's "
+            "tables alone in their database or schema), or `off`. Default: "
             "$XDG_STATE_HOME/target-carecycle/sync.sqlite (else ~/.local/state/...). "
             "See docs/sync-store.md."
         ),
