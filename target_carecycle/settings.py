@@ -704,7 +704,7 @@ def guarded_lookalike(name: str) -> str | None:
     """
     squashed = _squashed(str(name))
     forms = {squashed, squashed.removesuffix("s"), squashed.removesuffix("es")}
-    forms |= {form.removeprefix("carecycle") for form in forms}
+    forms |= {form.removeprefix("target").removeprefix("carecycle") for form in forms}
     forms.discard("")
     for setting, words in GUARDED_SETTINGS.items():
         if forms & (words | {_squashed(setting)}):

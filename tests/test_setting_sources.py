@@ -281,6 +281,8 @@ def test_meltano_merging_nested_settings_into_the_file_still_agrees():
         ("dryrun", "dry_run"),
         ("sync-store", "sync_store"),
         ("store", "sync_store"),
+        ("TARGET_CARECYCLE_API_URL", "api_url"),  # a variable's name pasted into a file
+        ("carecycle_api_key", "api_key"),
     ],
 )
 def test_a_config_key_that_looks_like_a_guarded_setting_stops_the_run(name, looks_like):
