@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, unquote
 
 import msgspec
 from sqlalchemy import (
@@ -258,6 +258,7 @@ _LIBPQ_KEYWORDS = frozenset({
 })
 # fmt: on
 _SQLITE_MODES = frozenset({"ro", "rw", "rwc"})
+_PUBLIC_PARAMETERS = _LIBPQ_KEYWORDS | {"timeout"}  # names, not secrets (their values may be)
 
 
 def _parse(location: str) -> _Location:
@@ -292,7 +293,7 @@ def _parse(location: str) -> _Location:
                 f"{SETTING}: the URL has more than one @: percent-encode @ in the password "
                 "as %40 (and : / ? # & % likewise)"
             )
-        if set(url.query) - _LIBPQ_KEYWORDS:
+        if not _libpq_query(location):
             raise SyncStoreError(
                 f"{SETTING}: the URL has a parameter that is not a libpq connection keyword "
                 "(percent-encode & = + in a password given as ?password=)"
@@ -328,6 +329,19 @@ def _sqlite_location(url: URL, timeout: float, secrets: tuple[str, ...]) -> _Loc
     return _Location(url, timeout, path, read_only=mode == "ro", secrets=secrets)
 
 
+def _libpq_query(location: str) -> bool:
+    """True when every `&`-separated piece of the URL's query is `libpq_keyword=value`.
+
+    Read from the text as typed: a parser drops a piece without `=`, which is what the rest
+    of a password with an unencoded `&` looks like.
+    """
+    query = location.partition("?")[2]
+    if not query:
+        return True
+    pieces = [piece.partition("=") for piece in query.split("&")]
+    return all(sep and unquote(key) in _PUBLIC_PARAMETERS for key, sep, _ in pieces)
+
+
 def _secrets_of(location: str, url: URL) -> tuple[str, ...]:
     """Every piece of `location` that may be secret.
 
@@ -340,8 +354,12 @@ def _secrets_of(location: str, url: URL) -> tuple[str, ...]:
         found |= {userinfo, userinfo.partition(":")[2]}
     for value in url.query.values():
         found |= {str(v) for v in (value if isinstance(value, tuple) else (value,))}
-    for pair in head.partition("?")[2].split("&"):  # the query as typed, undecoded too
-        found |= set(pair.partition("="))
+    query = head.partition("?")[2]
+    for pair in query.split("&"):  # the query as typed, undecoded too
+        key, _, value = pair.partition("=")
+        found |= {value} if key in _PUBLIC_PARAMETERS else {key, value}
+    # A value typed with an unencoded & runs on to the end of the query.
+    found |= {query[at + 1 :] for at, char in enumerate(query) if char == "="}
     found |= {quote(item, safe="") for item in found} | {quote_plus(item) for item in found}
     return tuple(item for item in found if len(item) >= 3)
 
@@ -807,9 +825,9 @@ def _sqlite_engine(where: _Location, *, writable: bool) -> Engine:
 def _store_error(exc: BaseException, where: _Location) -> SyncStoreError:
     """A one-line reason naming the setting and where the store is (never a password)."""
     original = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
-    message = str(original).strip().splitlines()[0] if str(original).strip() else ""
-    message = printable(where.scrub(message), backslash=False)
-    lowered = message.lower()
+    raw = str(original).strip().splitlines()[0] if str(original).strip() else ""
+    lowered = raw.lower()  # classified as the driver said it; printed scrubbed
+    message = printable(where.scrub(raw), backslash=False)
     place = where.describe()
     if "locked" in lowered or "lock timeout" in lowered or "busy" in lowered:
         return SyncStoreError(
