@@ -182,6 +182,13 @@ class Scrubber:
         needles = [*self._key_needles, *(self._value_needles or [])]
         return max((len(value) for value, _ in needles), default=0)
 
+    def holds_key(self, text: str) -> bool:
+        """True when `text` holds the key in any spelling removed here, or anything key-shaped."""
+        folded = text.casefold()
+        return bool(_KEY_SHAPED.search(text)) or any(
+            needle in folded for _, needle in self._key_needles
+        )
+
     def key_only(self, text: object, limit: int | None = MAX_SERVER_TEXT) -> str:
         """`text` without the key or control characters (for careCycle's ids)."""
         return _finish(_replace(str(text), self._key_needles, KEY_PLACEHOLDER), limit)
@@ -790,7 +797,7 @@ def usable_id(value: Any, scrub: Scrubber, lead: Mapping[str, Any]) -> str | Non
     if isinstance(value, bool) or not isinstance(value, str | int):
         return None
     text = str(value)
-    if not _IDENTIFIER.fullmatch(text) or scrub.key_only(text, limit=None) != text:
+    if not _IDENTIFIER.fullmatch(text) or scrub.holds_key(text):
         return None
     folded = text.casefold()
     joined = folded.replace("-", "").replace("_", "")  # 312-847-1928 and 1980_03_07 too
