@@ -57,11 +57,15 @@ class PrintableLogRecords(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        """Escape the formatted message in place; never drops a record."""
+        """Escape the formatted message and the logger's name in place; never drops a record.
+
+        The name too: the SDK names each sink's logger after its stream.
+        """
         message = record.getMessage()
         escaped = printable(message, backslash=False)
         if escaped != message:
             record.msg, record.args = escaped, None
+        record.name = printable(record.name, backslash=False)
         return True
 
 

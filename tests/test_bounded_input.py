@@ -219,6 +219,23 @@ def test_stream_names_and_external_ids_cannot_forge_log_or_summary_lines(sandbox
     ]
 
 
+def test_a_hostile_stream_name_cannot_forge_the_sdk_lines_either(tmp_path):
+    """The SDK logs schema changes with the stream's name, and names each sink's logger
+    after it; a dry run logs samples through that logger."""
+    lines = list(singer_lines(HOSTILE, api_leads(2)))
+    changed = json.loads(lines[0])
+    changed["schema"]["properties"]["extra"] = {"type": ["string", "null"]}
+    lines.insert(2, json.dumps(changed))
+    run = run_target(tmp_path, {"dry_run": True, "sync_store": "off"}, lines)
+    assert run.returncode == 0, run.stderr
+    assert "Schema has changed for stream" in run.stderr
+    assert "Dry run sample" in run.stderr
+    for char in "\r\x1b\x85\u2028\u202e":
+        assert char not in run.stderr, repr(char)
+    for line in run.stderr.splitlines():
+        assert not line.startswith(("INFO forged", "red", "gnp")), line
+
+
 def test_printable_escapes_every_line_breaking_or_terminal_character():
     assert printable("a\nb") == "a\\x0ab"
     assert printable("\x1b[2J") == "\\x1b[2J"
