@@ -433,20 +433,6 @@ class ConfigCheck:
     warnings: list[str] = field(default_factory=list)
 
 
-def with_key_from_environment(
-    config: Mapping[str, Any] | None, environ: Mapping[str, str] | None = None
-) -> dict[str, Any]:
-    """A copy of `config` with `api_key` from TARGET_CARECYCLE_API_KEY when it has none.
-
-    Read even without `--config ENV`, so a key never has to be written into a config file.
-    """
-    environ = os.environ if environ is None else environ
-    completed = dict(config or {})
-    if not completed.get("api_key") and environ.get(API_KEY_ENV):
-        completed["api_key"] = environ[API_KEY_ENV]
-    return completed
-
-
 def check_config(
     config: MutableMapping[str, Any],
     schema: Mapping[str, Any],
