@@ -7,18 +7,21 @@ key or with lead field values: server messages are scrubbed of the values that w
 from __future__ import annotations
 
 import base64
+import html
 import ipaddress
 import logging
 import math
 import re
 import ssl
+import sys
 import threading
 import time
+import unicodedata
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 from urllib.parse import quote, quote_plus, unquote, urlsplit
 
 import backoff
@@ -159,13 +162,15 @@ class Scrubber:
         self._key_needles = _needles(_key_variants(api_key))
         self._leads = leads
         self._value_needles: list[tuple[str, str]] | None = None  # built on first use
+        self._phones: frozenset[str] = frozenset()  # national numbers and their last 7 digits
+        self._dates: frozenset[tuple[int, int, int]] = frozenset()  # (year, month, day)
 
     def __call__(self, text: object, limit: int = MAX_SERVER_TEXT) -> str:
         """`text` without the key or any personal value sent, on one line, at most `limit`."""
         raw = str(text)
         clean = self._remove_exact(raw[:MAX_SCANNED_TEXT])
-        for _ in range(MAX_URL_DECODING):  # each %-decoded layer, so no encoding hides a value
-            decoded = unquote(clean) if "%" in clean else clean
+        for _ in range(MAX_URL_DECODING):  # each decoded layer, so no encoding hides a value
+            decoded = _decoded(clean)
             if decoded == clean:
                 break
             clean = self._remove_exact(decoded)
@@ -177,6 +182,13 @@ class Scrubber:
         needles = [*self._key_needles, *(self._value_needles or [])]
         return max((len(value) for value, _ in needles), default=0)
 
+    def holds_key(self, text: str) -> bool:
+        """True when `text` holds the key in any spelling removed here, or anything key-shaped."""
+        folded = text.casefold()
+        return bool(_KEY_SHAPED.search(text)) or any(
+            needle in folded for _, needle in self._key_needles
+        )
+
     def key_only(self, text: object, limit: int | None = MAX_SERVER_TEXT) -> str:
         """`text` without the key or control characters (for careCycle's ids)."""
         return _finish(_replace(str(text), self._key_needles, KEY_PLACEHOLDER), limit)
@@ -184,8 +196,15 @@ class Scrubber:
     def _remove_exact(self, text: str) -> str:
         if self._value_needles is None:
             self._value_needles = _needles(_personal_values(self._leads))
+            self._phones = _phone_numbers(self._leads)
+            self._dates = _birth_dates(self._leads)
         text = _replace(text, self._key_needles, KEY_PLACEHOLDER)
-        return _replace(text, self._value_needles, VALUE_PLACEHOLDER)
+        text = _replace(text, self._value_needles, VALUE_PLACEHOLDER)
+        if self._phones:
+            text = _replace_phones(text, self._phones)
+        if self._dates:
+            text = _replace_dates(text, self._dates)
+        return text
 
 
 def _finish(text: str, limit: int | None) -> str:
@@ -206,18 +225,151 @@ def _key_variants(api_key: str) -> set[str]:
 
 
 def _personal_values(leads: Sequence[Mapping[str, Any]]) -> set[str]:
-    """Every personal value sent, with the other spellings careCycle might echo."""
+    r"""Every personal value sent, with the other spellings careCycle might echo.
+
+    Each value also in its Unicode normal forms (a name sent composed may come back
+    decomposed, and the decoded text is NFKC); escaped spellings (JSON `\u00e9`, HTML
+    `&eacute;`, `%C3%A9`) are decoded from the text instead (`_decoded`).
+    """
     found: set[str] = set()
     for lead in leads:
         for name, value in lead.items():
             if name not in PERSONAL_FIELDS or not isinstance(value, str) or not value.strip():
                 continue
-            found.update({value, value.strip(), quote(value, safe=""), quote_plus(value)})
+            forms = {value, value.strip()}
+            forms |= {unicodedata.normalize(form, value.strip()) for form in _NORMAL_FORMS}
+            for form in forms:
+                found.update({form, quote(form, safe=""), quote_plus(form)})
             if name == "phoneNumber":
                 found.update(_phone_spellings(value))
             elif name == "dateOfBirth":
                 found.update({value.replace("-", "/"), value.replace("/", "-")})
     return {value for value in found if value}
+
+
+_NORMAL_FORMS: tuple[Literal["NFC", "NFD", "NFKC", "NFKD"], ...] = ("NFC", "NFD", "NFKC", "NFKD")
+_JS_ESCAPE = re.compile(r"\\(u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|x[0-9a-fA-F]{2}|[\"\\/bfnrt'])")
+_SIMPLE_ESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
+
+
+def _decoded(text: str) -> str:
+    r"""One layer of every encoding careCycle's text could hide a value in, undone.
+
+    %-escapes, HTML entities (`&eacute;`, `&#233;`), JSON and JavaScript escapes (`\u00e9`,
+    surrogate pairs included), then Unicode NFKC (decomposed and compatibility forms).
+    """
+    if "%" in text:
+        text = unquote(text)
+    if "&" in text:
+        text = html.unescape(text)
+    if "\\" in text:
+        text = _JS_ESCAPE.sub(_unescape, text)
+        text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return unicodedata.normalize("NFKC", text)
+
+
+def _unescape(match: re.Match[str]) -> str:
+    escape = match.group(1)
+    if escape[0] in "uUx":
+        code = int(escape[1:], 16)
+        return chr(code) if code <= sys.maxunicode else "\ufffd"
+    return _SIMPLE_ESCAPES.get(escape, escape)
+
+
+# A run of digits with separators between them, as a phone number is written in any common US
+# format: 312 847 1928, (312)847-1928, 312.847.1928, +1-312-847-1928, 1 (312) 847-1928.
+_DIGIT_RUN = re.compile(r"[0-9](?:[\s().\-/+\u00a0]{0,3}[0-9])+")
+
+
+def _phone_numbers(leads: Sequence[Mapping[str, Any]]) -> frozenset[str]:
+    """The national numbers (10 digits) of the phones sent, and their last 7 digits."""
+    numbers: set[str] = set()
+    for lead in leads:
+        digits = re.sub(r"[^0-9]", "", str(lead.get("phoneNumber") or ""))
+        national = digits[1:] if len(digits) == 11 and digits.startswith("1") else digits
+        if len(national) == 10:
+            numbers |= {national, national[3:]}
+    return frozenset(numbers)
+
+
+def _replace_phones(text: str, numbers: frozenset[str]) -> str:
+    """Every digit run (separators allowed) holding a phone sent, whatever its format."""
+
+    def scrub(match: re.Match[str]) -> str:
+        digits = re.sub(r"[^0-9]", "", match.group(0))
+        if len(digits) < 7:
+            return match.group(0)
+        found = any(
+            digits[start : start + size] in numbers
+            for size in (10, 7)
+            for start in range(len(digits) - size + 1)
+        )
+        return VALUE_PLACEHOLDER if found else match.group(0)
+
+    return _DIGIT_RUN.sub(scrub, text)
+
+
+def _birth_dates(leads: Sequence[Mapping[str, Any]]) -> frozenset[tuple[int, int, int]]:
+    """(year, month, day) of each dateOfBirth sent (MM-DD-YYYY or MM/DD/YYYY)."""
+    dates = set()
+    for lead in leads:
+        found = re.fullmatch(
+            r"(\d{1,2})[-/](\d{1,2})[-/](\d{4})", str(lead.get("dateOfBirth") or "")
+        )
+        if found:
+            month, day, year = (int(part) for part in found.groups())
+            dates.add((year, month, day))
+    return frozenset(dates)
+
+
+_MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
+_MONTH_NAME = "(?:" + "|".join(_MONTHS) + r")[a-z]*\.?"
+_DATE_SPELLINGS = re.compile(
+    r"(?<![0-9])(?:"
+    r"(?P<a>[0-9]{1,4})[-/. ](?P<b>[0-9]{1,2})[-/. ](?P<c>[0-9]{1,4})"  # 1980-03-07, 3/7/1980
+    r"|(?P<compact>[0-9]{8})"  # 19800307, 03071980
+    rf"|(?P<mon1>{_MONTH_NAME})\s+(?P<d1>[0-9]{{1,2}})(?:st|nd|rd|th)?,?\s+(?P<y1>[0-9]{{4}})"
+    rf"|(?P<d2>[0-9]{{1,2}})(?:st|nd|rd|th)?\s+(?P<mon2>{_MONTH_NAME}),?\s+(?P<y2>[0-9]{{4}})"
+    r")(?![0-9])",
+    re.IGNORECASE,
+)
+
+
+def _replace_dates(text: str, dates: frozenset[tuple[int, int, int]]) -> str:
+    """Every spelling of a birth date sent: ISO, US, day-first, compact, month names."""
+
+    def readings(match: re.Match[str]) -> set[tuple[int, int, int]]:
+        parts = match.groupdict()
+        if parts["a"] is not None:
+            a, b, c = parts["a"], parts["b"], parts["c"]
+            found = set()
+            if len(a) == 4:
+                found.add((int(a), int(b), int(c)))
+            if len(c) in (2, 4):
+                found |= {(int(c), int(a), int(b)), (int(c), int(b), int(a))}
+            return found
+        if parts["compact"] is not None:
+            d = parts["compact"]
+            return {
+                (int(d[:4]), int(d[4:6]), int(d[6:])),
+                (int(d[4:]), int(d[:2]), int(d[2:4])),
+                (int(d[4:]), int(d[2:4]), int(d[:2])),
+            }
+        if parts["mon1"] is not None:
+            month = _MONTHS.index(parts["mon1"].lower()[:3]) + 1
+            return {(int(parts["y1"]), month, int(parts["d1"]))}
+        month = _MONTHS.index(parts["mon2"].lower()[:3]) + 1
+        return {(int(parts["y2"]), month, int(parts["d2"]))}
+
+    def scrub(match: re.Match[str]) -> str:
+        for year, month, day in readings(match):
+            for sent_year, sent_month, sent_day in dates:
+                same_year = year == sent_year or (year < 100 and year == sent_year % 100)
+                if same_year and (month, day) == (sent_month, sent_day):
+                    return VALUE_PLACEHOLDER
+        return match.group(0)
+
+    return _DATE_SPELLINGS.sub(scrub, text)
 
 
 def _phone_spellings(phone: str) -> set[str]:
@@ -275,6 +427,8 @@ class BatchResult:
     # Counted as succeeded, but careCycle's answer held errors matching no externalId sent
     # and did not list these leads among its results: they may have been refused.
     unconfirmed: set[int] = field(default_factory=set)
+    # careCycle `id`s that were not identifiers (kept as None: not stored, not written).
+    unusable_ids: int = 0
 
 
 class SharedBudget(Protocol):
@@ -358,6 +512,8 @@ class LeadUploadClient:
         self.pacer = RequestPacer(settings.max_requests_per_minute, self.stop, shared_budget)
         self._local = threading.local()
         self.requests_sent = 0
+        self.unusable_ids = 0  # careCycle ids that were not identifiers, this run
+        self._warned_unusable_ids = False
         self._count_lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -404,8 +560,24 @@ class LeadUploadClient:
                 pending = [p for pos, p in enumerate(pending) if pos not in bad]
                 continue
             _read_success(answer, body, pending, result, scrub)
+            self._warn_about_unusable_ids(result)
             return result
         return result
+
+    def _warn_about_unusable_ids(self, result: BatchResult) -> None:
+        """Say once per run that careCycle returned ids that are not identifiers."""
+        if not result.unusable_ids:
+            return
+        with self._count_lock:
+            self.unusable_ids += result.unusable_ids
+            first = not self._warned_unusable_ids
+            self._warned_unusable_ids = True
+        if first:
+            logger.warning(
+                "careCycle returned an id that is not an identifier (letters, digits, - and _, "
+                "at most 64 characters): such ids are written as null to the results file and "
+                "not stored (said once per run)"
+            )
 
     def _send_with_retries(self, body: list[Mapping[str, Any]], scrub: Scrubber) -> dict[str, Any]:
         """POST once per attempt: waits out 429s, retries transient failures with backoff."""
@@ -604,9 +776,56 @@ def _read_success(
         index = pending[pos]
         if index not in result.failures:
             found = ids.get(lead.get("externalId"))
-            result.ids[index] = scrub.key_only(found) if found is not None else None
+            result.ids[index] = usable_id(found, scrub, lead)
+            if found is not None and result.ids[index] is None:
+                result.unusable_ids += 1
             if unmatched and lead.get("externalId") not in ids:
                 result.unconfirmed.add(index)
+
+
+_IDENTIFIER = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def usable_id(value: Any, scrub: Scrubber, lead: Mapping[str, Any]) -> str | None:
+    """careCycle's `id` for `lead` when it looks like an identifier, else None.
+
+    Letters, digits, `-` and `_`, at most 64 characters (a UUID, a number, `cus_...`), holding
+    neither the key nor a personal value of its lead (a name as one of its `-`/`_` parts, a
+    longer value anywhere, the phone's digits, the birth date): anything else is not stored
+    in the sync store or written to the results file.
+    """
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return None
+    text = str(value)
+    if not _IDENTIFIER.fullmatch(text) or scrub.holds_key(text):
+        return None
+    folded = text.casefold()
+    joined = folded.replace("-", "").replace("_", "")  # 312-847-1928 and 1980_03_07 too
+    digits = re.sub(r"[^0-9]", "", str(lead.get("phoneNumber") or ""))
+    national = digits[1:] if len(digits) == 11 and digits.startswith("1") else digits
+    if len(national) == 10 and (national in joined or national[3:] in joined):
+        return None
+    born = _BIRTH_DATE.fullmatch(str(lead.get("dateOfBirth") or ""))
+    if born:
+        month, day, year = born.group(1).zfill(2), born.group(2).zfill(2), born.group(3)
+        if any(
+            date in joined for date in (year + month + day, month + day + year, day + month + year)
+        ):
+            return None
+    if _UUID.fullmatch(text):
+        return text  # hex in fixed groups: no room for a name or an address
+    parts = set(folded.replace("_", "-").split("-"))
+    for name, sent in lead.items():
+        if name not in PERSONAL_FIELDS or not isinstance(sent, str) or len(sent) < 3:
+            continue
+        sent = sent.strip().casefold()
+        if sent in parts or (len(sent) >= 6 and sent in folded):
+            return None
+    return text
+
+
+_BIRTH_DATE = re.compile(r"(\d{1,2})[-/](\d{1,2})[-/](\d{4})")
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
 def _dicts(value: Any) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import math
 import re
+import sys
 import zoneinfo
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -141,7 +142,21 @@ class _Invalid(ValueError):
         self.reason = reason
 
 
+class _NotFinite(_Invalid):
+    """A number that is not a finite double (NaN, infinity, 1e400, 10**400).
+
+    JSON encoders write such a number as null or as text careCycle cannot read, so it is never
+    left out quietly: the record is rejected, `strict` or not.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(NOT_FINITE)
+
+
 # --------------------------------------------------------------------------- numbers
+
+_DOUBLE_MAX = int(sys.float_info.max)
+NOT_FINITE = "not a finite number (beyond a double's range, or NaN/infinity)"
 
 
 # Beyond this many digits a Decimal is kept in scientific form: int(Decimal("1e999999999"))
@@ -206,7 +221,10 @@ def _parse_number_text(text: str) -> Decimal:
 
 
 def _to_decimal(value: Any) -> Decimal:
-    """Return a number value (not bool) as a finite Decimal."""
+    """Return a number value (not bool) as a Decimal within a double's range.
+
+    Raises _NotFinite for NaN, infinities and numbers beyond a double (1e400, 10**400).
+    """
     if isinstance(value, bool):
         raise _Invalid("not a number")
     if isinstance(value, str):
@@ -215,22 +233,26 @@ def _to_decimal(value: Any) -> Decimal:
         number = Decimal(value)
     elif isinstance(value, float):
         if not math.isfinite(value):
-            raise _Invalid("not a finite number")
+            raise _NotFinite
         number = Decimal(repr(value))
     else:
         raise _Invalid("not a number")
-    if not number.is_finite():
-        raise _Invalid("not a finite number")
+    if not number.is_finite() or not math.isfinite(float(number)):
+        raise _NotFinite
     return number
 
 
 def _norm_integer(value: Any) -> int:
     """Non-negative 32-bit integer from int, integral float/Decimal or ``"$55,000"``."""
     if type(value) is int:
+        if abs(value) > _DOUBLE_MAX:
+            raise _NotFinite
         number = value
     else:
         try:
             whole = _integral(_to_decimal(value))
+        except _NotFinite:
+            raise
         except _Invalid:
             raise _Invalid("not an integer") from None
         if whole is None:
@@ -776,10 +798,14 @@ _NEITHER_ZIP_NOR_ZONE = (
 
 def _normalise_fields(
     raw: Mapping[str, Any], normalisers: Mapping[str, _Normaliser]
-) -> tuple[dict[str, Any], dict[str, str]]:
-    """Normalise every known field of ``raw``; return (lead, omitted reasons)."""
+) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:
+    """Normalise every known field of ``raw``; return (lead, omitted, refused reasons).
+
+    Refused: a number no JSON encoder can send as a number (`_NotFinite`).
+    """
     lead: dict[str, Any] = {}
     omitted: dict[str, str] = {}
+    refused: dict[str, str] = {}
     for name, value in raw.items():
         normalise = normalisers.get(name)
         if normalise is None or value is None:
@@ -790,11 +816,13 @@ def _normalise_fields(
                 continue
         try:
             lead[name] = normalise(value)
+        except _NotFinite as exc:
+            refused[name] = exc.reason
         except _Invalid as exc:
             omitted[name] = exc.reason
         except _Absent:
             pass
-    return lead, omitted
+    return lead, omitted, refused
 
 
 def _rejected(reason: str) -> LeadResult:
@@ -814,7 +842,7 @@ def normalise_lead(
     normalisers = _NORMALISERS.get(phone_validation)
     if normalisers is None:
         raise ValueError(f"phone_validation must be one of {PHONE_VALIDATION_MODES}")
-    lead, omitted = _normalise_fields(raw, normalisers)
+    lead, omitted, refused = _normalise_fields(raw, normalisers)
     if "phoneNumber" not in lead:
         reason = omitted.get("phoneNumber", "missing")
         return _rejected(f"phoneNumber: {reason}")
@@ -822,6 +850,9 @@ def normalise_lead(
         if "postalCode" in omitted or "timezone" in omitted:
             return _rejected(_NEITHER_ZIP_NOR_ZONE)
         return _rejected("postalCode/timezone: missing (one of them is required)")
+    if refused:  # strict or not: never sent without it, never sent as null
+        name, reason = next(iter(refused.items()))
+        return _rejected(f"{name}: {reason}")
     if strict and omitted:
         name, reason = next(iter(omitted.items()))
         return _rejected(f"{name}: {reason} (strict)")

@@ -12,6 +12,7 @@ import difflib
 import functools
 import hashlib
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -225,8 +226,8 @@ def _parse_lead_cost(where: str, value: Any) -> int | float | None:
         number = Decimal(value.strip() if isinstance(value, str) else str(value))
     except InvalidOperation:
         raise problem from None
-    if not number.is_finite() or number < 0:
-        raise problem
+    if not number.is_finite() or number < 0 or not math.isfinite(float(number)):
+        raise problem  # beyond a double (1e400): float() is infinite, sent as null
     return int(number) if number == number.to_integral_value() else float(number)
 
 

@@ -23,6 +23,8 @@ from typing import IO, Any
 from singer_sdk import metrics
 
 from target_carecycle.leads import PERSONAL_FIELDS
+from target_carecycle.printable import printable
+from target_carecycle.private_files import make_private_folders
 from target_carecycle.serialization import dumps_json
 
 OUTCOMES = ("succeeded", "failed", "rejected", "merged", "skipped", "unchanged", "unsent")
@@ -79,7 +81,7 @@ class _JsonlFile:
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW
         fd = -1
         try:
-            _make_private_folders(os.path.dirname(os.path.abspath(path)))
+            make_private_folders(os.path.dirname(os.path.abspath(path)))
             if os.path.lexists(path) and not stat.S_ISREG(os.lstat(path).st_mode):
                 raise OutputFileError(_refusal(setting, path))
             fd = os.open(path, flags, 0o600)
@@ -159,9 +161,9 @@ class RunOutcomes:
         self._count(stream, "merged")
         logger.info(
             "Merged: stream=%s position=%d externalId=%s (a later record has the same externalId)",
-            stream,
+            printable(stream),
             position,
-            external_id,
+            printable(external_id),
         )
 
     def omitted(self, stream: str, reasons: Mapping[str, str]) -> None:
@@ -229,10 +231,10 @@ class RunOutcomes:
         logger.warning(
             "Lead %s: stream=%s position=%d externalId=%s reason=%s",
             status,
-            stream,
+            printable(stream),
             position,
-            external_id,
-            reason,
+            printable(external_id),
+            printable(reason),
         )
         if self._rejects is not None:
             self._rejects.write(
@@ -304,14 +306,19 @@ class RunOutcomes:
         sent = "would send" if self.dry_run else "succeeded"
         head = "target-carecycle summary" + (" (dry run: nothing was sent)" if self.dry_run else "")
         lines = [f"{head}, {seconds:.1f} s, {requests} upload requests"]
+        # Stream names and reasons come from the input: printed escaped, one line each.
         for stream, tally in sorted(self.tallies.items()):
-            lines.append(f"  {stream}: " + _counts_text(tally, sent))
+            lines.append(f"  {printable(stream)}: " + _counts_text(tally, sent))
             if tally.omitted:
                 lines.append("    optional values left out of leads that were sent:")
-                lines.extend(f"      {n} x {what}" for what, n in tally.omitted.most_common())
+                lines.extend(
+                    f"      {n} x {printable(what)}" for what, n in tally.omitted.most_common()
+                )
             if tally.reasons:
                 lines.append("    top reasons for failed and rejected records:")
-                lines.extend(f"      {n} x {why}" for why, n in tally.reasons.most_common(5))
+                lines.extend(
+                    f"      {n} x {printable(why)}" for why, n in tally.reasons.most_common(5)
+                )
         if len(self.tallies) > 1:
             lines.append("  all streams: " + _counts_text(self.totals(), sent))
         return lines
@@ -329,23 +336,6 @@ class RunOutcomes:
         for handle in (self._rejects, self._results):
             if handle is not None:
                 handle.close()
-
-
-def _make_private_folders(folder: str) -> None:
-    """Create the missing folders on the way to `folder`, each 0700; existing ones stay."""
-    missing = []
-    while not os.path.isdir(folder):
-        missing.append(folder)
-        parent = os.path.dirname(folder)
-        if parent == folder:
-            break
-        folder = parent
-    for created in reversed(missing):
-        try:
-            os.mkdir(created, 0o700)
-        except FileExistsError:
-            continue  # made meanwhile, or a file: opening the path will say so
-        os.chmod(created, 0o700)  # whatever the umask
 
 
 def _refusal(setting: str, path: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
 import math
 import os
@@ -11,6 +12,7 @@ from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlsplit
 
 from jsonschema import Draft7Validator
 from jsonschema.exceptions import ValidationError
@@ -41,9 +43,14 @@ DEFAULT_API_URL = "https://api.carecycle.ai"
 MAX_CONCURRENT_REQUESTS_LIMIT = 32
 # An hour: beyond it a wait is a hang, not a slow answer (and 1e300 s overflows the clock).
 MAX_REQUEST_TIMEOUT = 3600
+KEY_FINGERPRINT_CHARS = 12
 TRUE_SPELLINGS = frozenset({"true", "yes", "on", "1"})
 FALSE_SPELLINGS = frozenset({"false", "no", "off", "0"})
 BOOLEAN_RULE = "must be true or false (yes/no, on/off, 1/0 also accepted, any case)"
+# Every number a setting holds must be a finite double (1e400 and 10**400 are not): beyond it,
+# float() is infinite (sent as null) or arithmetic with floats raises after the input was read.
+FINITE_RULE = "must be a finite number"
+MAX_SETTING_DIGITS = 300
 
 CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
     th.Property(
@@ -53,8 +60,9 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
         title="API key",
         description=(
             "careCycle API key (starts with `cc_`; x-api-key header). Required unless "
-            f"`dry_run`. Falls back to the `{API_KEY_ENV}` environment variable. Never "
-            "printed or written anywhere."
+            f"`dry_run`. Never printed or written anywhere. Also read from `{API_KEY_ENV}`; "
+            "with the key in one place and `api_url` in the other (config file, environment) "
+            "the run stops unless `--config ENV` (docs/settings.md)."
         ),
     ),
     th.Property(
@@ -115,8 +123,9 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
         th.BooleanType,
         default=False,
         description=(
-            "Map and validate every record, write the reject file, send nothing. "
-            f"`{DRY_RUN_ENV}` set to a true value turns it on even without `--config ENV`."
+            "Map and validate every record, write the reject file, send nothing. True in a "
+            f"config file or in `{DRY_RUN_ENV}` makes a dry run (the environment can turn it "
+            "on, never off)."
         ),
     ),
     th.Property(
@@ -200,8 +209,9 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
         description=(
             "Where the record of what careCycle acknowledged is kept (to skip unchanged "
             "leads, and to share the key's request budget between runs): a file path "
-            "(SQLite), `sqlite:///PATH`, `postgresql+psycopg://USER:PASSWORD@HOST/DB` "
-            "(extra `postgres`), or `off`. Default: "
+            "(SQLite, never through a symlink; created 0600), `sqlite:///PATH`, "
+            "`postgresql+psycopg://USER:PASSWORD@HOST/DB` (extra `postgres`; the store's "
+            "tables alone in their database or schema), or `off`. Default: "
             "$XDG_STATE_HOME/target-carecycle/sync.sqlite (else ~/.local/state/...). "
             "See docs/sync-store.md."
         ),
@@ -216,6 +226,25 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
         ),
     ),
 ).to_dict()
+
+
+def destination(api_url: str | None) -> str:
+    """scheme://host:port of the API URL (the default's when unset): where leads go."""
+    parts = urlsplit(api_url or DEFAULT_API_URL)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        port = 0
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme}://{host}:{port}"
+
+
+def key_fingerprint(api_key: str | None) -> str | None:
+    """The first 12 hex characters of the key's SHA-256 (never the key), or None."""
+    if not api_key:
+        return None
+    return hashlib.sha256(api_key.encode("utf-8")).hexdigest()[:KEY_FINGERPRINT_CHARS]
 
 
 @dataclass(frozen=True)
@@ -235,15 +264,28 @@ class RunSettings:
     sync_store: str | None = None
     skip_unchanged: bool = True
     account: Account | None = None
+    # Where each given setting came from (config file, environment, or both): names only.
+    sources: Mapping[str, str] = field(default_factory=dict)
+    # What the start of a run says about where leads go: scheme://host:port of api_url,
+    # whether that is the default (api_url given nowhere), and the key's fingerprint.
+    destination: str = ""
+    destination_is_default: bool = True
+    key_fingerprint: str | None = None
 
     @property
     def uses_sync_store(self) -> bool:
         """True unless `sync_store: off` or there is no key to name the account."""
         return self.sync_store != STORE_OFF and self.account is not None
 
+    def source_of(self, setting: str) -> str:
+        """`config file`, `environment`, `config file and environment`, or `default`."""
+        return self.sources.get(setting, "default")
+
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> RunSettings:
-        """Build from a validated config."""
+    def from_config(
+        cls, config: Mapping[str, Any], sources: Mapping[str, str] | None = None
+    ) -> RunSettings:
+        """Build from a validated config (`sources`: where each setting came from)."""
         # Anything but a clear false (a value that skipped the checks) is a dry run, never a send.
         dry_run = config.get("dry_run") not in (False, None)
         client = None
@@ -276,6 +318,10 @@ class RunSettings:
                 if config.get("api_key")
                 else None
             ),
+            sources=dict(sources or {}),
+            destination=destination(config.get("api_url")),
+            destination_is_default=not config.get("api_url"),
+            key_fingerprint=key_fingerprint(config.get("api_key")),
         )
 
 
@@ -287,49 +333,70 @@ class UnreadableEnvValue:
     expected: str
 
 
-def read_env_settings(schema: Mapping[str, Any], prefix: str = ENV_PREFIX) -> dict[str, Any]:
+def read_env_settings(
+    schema: Mapping[str, Any],
+    prefix: str = ENV_PREFIX,
+    environ: Mapping[str, str] | None = None,
+    *,
+    load_dotenv: bool = False,
+) -> dict[str, Any]:
     """Settings from `<prefix><SETTING>` environment variables, parsed strictly.
 
     The SDK reads an unknown boolean spelling as false and lets `int()` raise; here a value
     that does not parse becomes an `UnreadableEnvValue`, which `check_config` reports.
+    `load_dotenv` first loads a `.env` file into the environment as the SDK does (only with
+    `--config ENV`, as the SDK does).
     """
+    if load_dotenv:
+        parse_environment_config({"properties": {}}, prefix)  # loads .env, reads nothing
+    environ = os.environ if environ is None else environ
     properties: Mapping[str, Any] = schema.get("properties", {})
-    strings = {name: prop for name, prop in properties.items() if not _json_types(prop)}
-    # Loads the .env file as the SDK does, and reads plain string settings.
-    found: dict[str, Any] = parse_environment_config({"properties": strings}, prefix)
+    found: dict[str, Any] = {}
     for name, prop in properties.items():
-        variable = prefix + name.upper().replace("-", "_")
-        if name not in strings and variable in os.environ:
-            found[name] = _parse_env_value(os.environ[variable], variable, _json_types(prop))
+        variable = env_variable(name, prefix)
+        if variable not in environ:
+            continue
+        types = json_types(prop)
+        raw = environ[variable]
+        found[name] = parse_env_value(raw, variable, types) if types else raw
     return found
 
 
-def _json_types(prop: Mapping[str, Any]) -> set[str]:
+def env_variable(setting: str, prefix: str = ENV_PREFIX) -> str:
+    """The environment variable of a setting: TARGET_CARECYCLE_ + its name upper-cased."""
+    return prefix + setting.upper().replace("-", "_")
+
+
+def json_types(prop: Mapping[str, Any]) -> set[str]:
     """The non-string JSON types a setting's schema allows (empty for plain strings)."""
     declared = prop.get("type", [])
     types = {declared} if isinstance(declared, str) else set(declared)
     for option in prop.get("anyOf", []) + prop.get("oneOf", []):
-        types |= _json_types(option)
+        types |= json_types(option)
     return types - {"string", "null"}
 
 
-def _parse_env_value(raw: str, variable: str, types: set[str]) -> Any:
+def parse_env_value(raw: str, variable: str, types: set[str]) -> Any:
+    """`raw` parsed for a setting of JSON `types`, or an UnreadableEnvValue naming `variable`."""
     text = raw.strip()
     if "boolean" in types:
         value = parse_boolean(text)
         return UnreadableEnvValue(variable, BOOLEAN_RULE) if value is None else value
     if "integer" in types:
-        if re.fullmatch(r"[+-]?\d+", text):
-            return int(text)
-        return UnreadableEnvValue(variable, "must be a whole number")
+        if not re.fullmatch(r"[+-]?\d+", text):
+            return UnreadableEnvValue(variable, "must be a whole number")
+        if len(text) > MAX_SETTING_DIGITS:  # int() of 4,300+ digits raises; no setting needs them
+            return UnreadableEnvValue(variable, FINITE_RULE)
+        return int(text)
     if "number" in types:
         try:
             number = float(text)
         except ValueError:
             number = math.nan
         if math.isfinite(number):
-            return int(number) if re.fullmatch(r"[+-]?\d+", text) else number
-        return UnreadableEnvValue(variable, "must be a finite number")
+            whole = re.fullmatch(r"[+-]?\d+", text) and len(text) <= MAX_SETTING_DIGITS
+            return int(number) if whole else number
+        return UnreadableEnvValue(variable, FINITE_RULE)
     try:
         parsed = json.loads(text)
     except ValueError:
@@ -366,20 +433,6 @@ class ConfigCheck:
     warnings: list[str] = field(default_factory=list)
 
 
-def with_key_from_environment(
-    config: Mapping[str, Any] | None, environ: Mapping[str, str] | None = None
-) -> dict[str, Any]:
-    """A copy of `config` with `api_key` from TARGET_CARECYCLE_API_KEY when it has none.
-
-    Read even without `--config ENV`, so a key never has to be written into a config file.
-    """
-    environ = os.environ if environ is None else environ
-    completed = dict(config or {})
-    if not completed.get("api_key") and environ.get(API_KEY_ENV):
-        completed["api_key"] = environ[API_KEY_ENV]
-    return completed
-
-
 def check_config(
     config: MutableMapping[str, Any],
     schema: Mapping[str, Any],
@@ -401,9 +454,9 @@ def check_config(
     problems.update(_read_booleans(config, schema, environ, skip=set(problems)))
     problems.update(
         {
-            name: f"{name}: must be a finite number"
+            name: f"{name}: {FINITE_RULE}"
             for name, value in config.items()
-            if isinstance(value, float | Decimal) and not math.isfinite(value)
+            if name not in problems and not is_finite_double(value)
         }
     )
     check.errors += problems.values()
@@ -411,11 +464,16 @@ def check_config(
     check.errors += [_describe(e) for e in Draft7Validator(schema).iter_errors(readable)]
     check.errors += setting_errors(readable)
     for name, nearest in unknown_settings(config, schema).items():
-        hint = f" (did you mean {nearest}?)" if nearest else ""
-        if nearest == "dry_run" and parse_boolean(config[name]) is not False:
-            check.errors.append(f"{name}: unknown setting{hint}; a misspelt dry run never sends")
-        else:
-            check.warnings.append(f"unknown setting {name!r} is ignored{hint}")
+        guarded = guarded_lookalike(name)
+        if guarded is not None and not harmless_lookalike(guarded, config[name]):
+            check.errors.append(
+                f"{name}: unknown setting that looks like {guarded}; nothing is sent while a "
+                f"setting that could change where or whether leads go is misspelt: rename it "
+                f"to {guarded} or remove it"
+            )
+            continue
+        hint = f" (did you mean {guarded or nearest}?)" if guarded or nearest else ""
+        check.warnings.append(f"unknown setting {name!r} is ignored{hint}")
     check.errors = list(dict.fromkeys(check.errors))  # one line per problem
     return check
 
@@ -435,7 +493,7 @@ def _read_booleans(
     """
     errors: dict[str, str] = {}
     for name, prop in schema.get("properties", {}).items():
-        if "boolean" not in _json_types(prop) or name in skip or config.get(name) is None:
+        if "boolean" not in json_types(prop) or name in skip or config.get(name) is None:
             continue
         value = parse_boolean(config[name])
         if value is None:
@@ -485,7 +543,8 @@ def setting_errors(config: Mapping[str, Any]) -> list[str]:
 def unknown_settings(config: Mapping[str, Any], schema: Mapping[str, Any]) -> dict[str, str]:
     """Top-level settings the target does not know, each with the nearest known name or "".
 
-    Worth a warning, not an error: Meltano and other runners may pass extra keys.
+    Worth a warning (runners may pass extra keys), unless the name looks like one of the
+    guarded settings (`guarded_lookalike`): `check_config` then stops the run.
     """
     known = list(schema.get("properties", {}))
     found = {}
@@ -493,6 +552,159 @@ def unknown_settings(config: Mapping[str, Any], schema: Mapping[str, Any]) -> di
         nearest = difflib.get_close_matches(str(name).lower(), known, n=1, cutoff=0.6)
         found[name] = nearest[0] if nearest else ""
     return found
+
+
+def is_finite_double(value: Any) -> bool:
+    """False for a number that is not a finite double (NaN, infinity, 1e400, 10**400).
+
+    Booleans and anything that is not a number are True: other checks judge them.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        return True
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:  # an int beyond a double's range
+        return False
+
+
+# Settings whose misspelling could send leads, or send them somewhere else: an unknown name or
+# variable that looks like one of them stops the run (docs/settings.md). Words are compared
+# lower-cased without separators, singular and plural.
+GUARDED_SETTINGS: dict[str, frozenset[str]] = {
+    "api_url": frozenset(
+        [
+            "address",
+            "apiaddress",
+            "apibase",
+            "apibaseurl",
+            "apiendpoint",
+            "apihost",
+            "apilink",
+            "apiserver",
+            "apiuri",
+            "apiurl",
+            "base",
+            "baseuri",
+            "baseurl",
+            "carecycleapiurl",
+            "carecycleurl",
+            "domain",
+            "endpoint",
+            "host",
+            "hostname",
+            "link",
+            "root",
+            "rooturl",
+            "server",
+            "serverurl",
+            "uri",
+            "url",
+            "urlbase",
+        ]
+    ),
+    "api_key": frozenset(
+        [
+            "accesstoken",
+            "apicredential",
+            "apikey",
+            "apikeys",
+            "apisecret",
+            "apitoken",
+            "auth",
+            "authtoken",
+            "bearer",
+            "carecycleapikey",
+            "carecyclekey",
+            "credential",
+            "key",
+            "password",
+            "secret",
+            "token",
+            "xapikey",
+        ]
+    ),
+    "dry_run": frozenset(
+        [
+            "checkonly",
+            "donotsend",
+            "dontsend",
+            "dry",
+            "dryrun",
+            "dryrunmode",
+            "noop",
+            "nosend",
+            "preview",
+            "safemode",
+            "sandbox",
+            "sandboxmode",
+            "simulate",
+            "simulation",
+            "test",
+            "testmode",
+            "testrun",
+            "trialrun",
+            "validateonly",
+            "whatif",
+        ]
+    ),
+    "sync_store": frozenset(
+        [
+            "database",
+            "databaseurl",
+            "db",
+            "dburl",
+            "postgres",
+            "postgresql",
+            "sqlite",
+            "statedb",
+            "statestore",
+            "store",
+            "storedb",
+            "storefile",
+            "storepath",
+            "storeurl",
+            "sync",
+            "syncdatabase",
+            "syncdb",
+            "syncfile",
+            "syncstate",
+            "syncstore",
+            "syncstorepath",
+            "syncstoreurl",
+            "syncurl",
+        ]
+    ),
+}
+_LOOKALIKE_RATIO = 0.8
+
+
+def _squashed(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def guarded_lookalike(name: str) -> str | None:
+    """The guarded setting (api_url, api_key, dry_run, sync_store) `name` looks like, or None.
+
+    Case, separators, a plural and common synonyms (base_url, endpoint, token, dryrun, store)
+    are looked through, then near spellings (difflib ratio 0.8 on the squashed names).
+    """
+    squashed = _squashed(str(name))
+    forms = {squashed, squashed.removesuffix("s"), squashed.removesuffix("es")}
+    forms |= {form.removeprefix("target").removeprefix("carecycle") for form in forms}
+    forms.discard("")
+    for setting, words in GUARDED_SETTINGS.items():
+        if forms & (words | {_squashed(setting)}):
+            return setting
+    for setting in GUARDED_SETTINGS:
+        target = _squashed(setting)
+        if any(difflib.SequenceMatcher(None, f, target).ratio() >= _LOOKALIKE_RATIO for f in forms):
+            return setting
+    return None
+
+
+def harmless_lookalike(guarded: str, value: Any) -> bool:
+    """A dry-run lookalike set to a clear false could not have meant "do not send"."""
+    return guarded == "dry_run" and parse_boolean(value) is False
 
 
 def _describe(error: ValidationError) -> str:

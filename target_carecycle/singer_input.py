@@ -24,12 +24,21 @@ from singer_sdk.contrib.msgspec import MsgSpecReader
 from singer_sdk.exceptions import RecordsWithoutSchemaException
 from singer_sdk.helpers._batch import BatchConfig, StorageTarget
 
+from target_carecycle.printable import printable
+
 if sys.version_info >= (3, 12):
     from typing import override
 else:  # singer-sdk brings typing_extensions on Python < 3.13
     from typing_extensions import override
 
 MAX_RECORD_DEPTH = 100
+# The longest line the target reads, on standard input or in a BATCH file: 16 MiB, the line
+# break not counted. A lead uses at most ~20 KB of a record (fields of 255 characters, 50
+# custom fields); a tap's widest rows are far below this. A longer line is a broken or binary
+# input (a file without line breaks, /dev/zero): it stops the run, read in bounded memory.
+MAX_LINE_BYTES = 16 * 1024 * 1024
+_CHUNK_BYTES = 64 * 1024
+LINE_TOO_LONG = f"longer than {MAX_LINE_BYTES // (1024 * 1024)} MiB, the longest line read"
 UTF8_BOM = b"\xef\xbb\xbf"
 MESSAGE_TYPES = frozenset({"RECORD", "SCHEMA", "STATE", "ACTIVATE_VERSION", "BATCH"})
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
@@ -262,13 +271,15 @@ class LineCountingReader(MsgSpecReader):
         """Check and dispatch each line; BadInput from a handler gains the line number."""
         handlers = {getattr(kind, "value", kind): handler for kind, handler in callbacks.items()}
         stats: dict[str, int] = defaultdict(int)
-        lines = iter(_binary(file_input if file_input is not None else sys.stdin))
+        readline = _binary(file_input if file_input is not None else sys.stdin).readline
         while True:
             self.line_number += 1
             try:
-                line = next(lines, None)
-                if line is None:
+                line = readline(MAX_LINE_BYTES + 1)  # bounded: no line grows without end
+                if not line:
                     break
+                if len(line) > MAX_LINE_BYTES and line[-1:] not in (b"\n", "\n"):
+                    raise BadInput(f"{LINE_TOO_LONG} (no line break: a broken or binary input?)")
                 if self.line_number == 1:
                     line = _without_bom(line)
                 if not line.strip():
@@ -327,7 +338,7 @@ def batch_records(
 
     Supports JSONL (gzip or not) and, when pyarrow is installed, parquet: what the SDK reads.
     """
-    name = describe_url(url)
+    name = printable(describe_url(url), 300)
     fmt, compression = encoding.get("format"), encoding.get("compression")
     if fmt == "jsonl":
         with _open_batch_file(url, batch_config, name) as raw:
@@ -368,14 +379,59 @@ def _os_reason(exc: BaseException) -> str:
     return getattr(exc, "strerror", None) or type(exc).__name__
 
 
+def bounded_lines(read: Callable[[int], bytes], limit: int = MAX_LINE_BYTES) -> Iterator[bytes]:
+    """The lines of a byte stream read in chunks (line breaks dropped), none over `limit`.
+
+    Raises LineTooLong as soon as a line passes `limit`: memory stays bounded whatever the
+    stream holds (a file without line breaks, /dev/zero), and each chunk read is a point where
+    a stop signal is handled. (fsspec's `readline` takes no size: reading whole lines from a
+    remote file could not be bounded.)
+    """
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        chunk = read(_CHUNK_BYTES)
+        if not chunk:
+            break
+        end = chunk.find(b"\n")
+        if end < 0:
+            parts.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                raise LineTooLong
+            continue
+        head = chunk[:end]
+        if size + len(head) > limit:
+            raise LineTooLong
+        yield b"".join([*parts, head]) if parts else head
+        lines = chunk[end + 1 :].split(b"\n")
+        tail = lines.pop()
+        for line in lines:
+            if len(line) > limit:
+                raise LineTooLong
+            yield line
+        parts, size = ([tail], len(tail)) if tail else ([], 0)
+        if size > limit:
+            raise LineTooLong
+    if parts:
+        yield b"".join(parts)
+
+
+class LineTooLong(Exception):
+    """A line is longer than MAX_LINE_BYTES."""
+
+
 def _jsonl_records(handle: IO[bytes] | gzip.GzipFile, name: str) -> Iterator[Any]:
     number = 0
+    lines = bounded_lines(handle.read)
     while True:
         try:
-            line = handle.readline()
+            line = next(lines, None)
+        except LineTooLong:
+            raise BadInput(f"batch file {name}, line {number + 1}: {LINE_TOO_LONG}") from None
         except (OSError, EOFError) as exc:
             raise BadInput(f"batch file {name}: cannot be read ({_os_reason(exc)})") from None
-        if not line:
+        if line is None:
             return
         number += 1
         if not line.strip():

@@ -14,6 +14,7 @@ from target_carecycle.client import BatchResult
 from target_carecycle.leads import normalise_lead
 from target_carecycle.mapping import StreamMapper, settings_for_stream
 from target_carecycle.outcomes import mask_lead
+from target_carecycle.printable import printable
 from target_carecycle.singer_input import BadInput, safe_name
 
 if TYPE_CHECKING:
@@ -265,8 +266,8 @@ class CareCycleSink(BatchSink):
             "Stream '%s' has no key properties and no external ID column: externalId is a hash "
             "of each record's content, so a changed record becomes a new lead. Set "
             "streams.%s.external_id to the record's own ID.",
-            self.stream_name,
-            self.stream_name,
+            printable(self.stream_name),
+            printable(self.stream_name),
         )
 
     def process_batch(self, context: dict[str, Any]) -> None:

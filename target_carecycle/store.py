@@ -16,7 +16,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import re
 import sqlite3
+import stat
 import threading
 import time
 from collections import deque
@@ -26,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, quote_plus, unquote
 
 import msgspec
 from sqlalchemy import (
@@ -49,6 +52,8 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlch
 from sqlalchemy.pool import QueuePool
 
 from target_carecycle.client import CareCycleError
+from target_carecycle.printable import printable
+from target_carecycle.private_files import make_private_folders
 
 if TYPE_CHECKING:
     from hashlib import _Hash  # typeshed's name for what hashlib.sha256() returns
@@ -193,26 +198,83 @@ def location_problem(location: str) -> str | None:
 class _Location:
     url: URL
     timeout: float
-    sqlite_path: str | None  # None for PostgreSQL and for an in-memory SQLite database
+    sqlite_path: str | None  # None for PostgreSQL
+    read_only: bool = False  # `?mode=ro` on a SQLite URL: only a dry run may use it
+    # Text from the location that may be secret (password, query values, user info as typed):
+    # removed from any driver message before it is printed.
+    secrets: tuple[str, ...] = field(default=(), repr=False)
 
     @property
     def is_sqlite(self) -> bool:
         return self.url.get_backend_name() == "sqlite"
 
     def describe(self) -> str:
+        """Kind, host, port, database and user: never a password, a query or user info."""
         if self.is_sqlite:
-            return f"SQLite file {self.sqlite_path}" if self.sqlite_path else "in-memory SQLite"
-        return self.url.render_as_string(hide_password=True)
+            mode = " (read-only, mode=ro)" if self.read_only else ""
+            return f"SQLite file {printable(self.sqlite_path or '')}{mode}"
+        query = dict(self.url.query)
+        host = self.url.host or _first(query.get("host")) or "the local socket"
+        port = self.url.port or _first(query.get("port")) or 5432
+        database = self.url.database or _first(query.get("dbname")) or "(default database)"
+        user = self.url.username or _first(query.get("user"))
+        where = f"PostgreSQL database {printable(database)} on {printable(host)}:{printable(port)}"
+        return where + (f" as user {printable(user)}" if user else "")
+
+    def scrub(self, message: str) -> str:
+        """`message` without any text of the location that may be secret."""
+        for secret in sorted(self.secrets, key=len, reverse=True):
+            message = message.replace(secret, "***")
+        return message
+
+
+def _first(value: Any) -> str | None:
+    """A query parameter's value (SQLAlchemy gives a tuple when it is repeated)."""
+    if isinstance(value, tuple):
+        value = value[0] if value else None
+    return None if value is None else str(value)
+
+
+# libpq's key=value connection strings ("host=db password=..."): not a file path, and not
+# something to print.
+_LIBPQ_DSN = re.compile(
+    r"(?:^|\s)(?:host|hostaddr|port|dbname|user|password|passfile|sslmode|service|options|"
+    r"application_name|connect_timeout|target_session_attrs)\s*=",
+    re.IGNORECASE,
+)
+_SQLITE_QUERY = frozenset({"timeout", "mode", "uri"})
+# libpq's connection keywords: any other query parameter is most likely a piece of a password
+# with an unencoded & in it (and is never named in the refusal).
+# fmt: off
+_LIBPQ_KEYWORDS = frozenset({
+    "host", "hostaddr", "port", "dbname", "user", "password", "passfile", "require_auth",
+    "channel_binding", "connect_timeout", "client_encoding", "options", "application_name",
+    "fallback_application_name", "keepalives", "keepalives_idle", "keepalives_interval",
+    "keepalives_count", "tcp_user_timeout", "replication", "gssencmode", "sslmode", "requiressl",
+    "sslcompression", "sslcert", "sslkey", "sslpassword", "sslcertmode", "sslrootcert", "sslcrl",
+    "sslcrldir", "sslsni", "sslnegotiation", "requirepeer", "ssl_min_protocol_version",
+    "ssl_max_protocol_version", "krbsrvname", "gsslib", "gssdelegation", "service",
+    "target_session_attrs", "load_balance_hosts",
+})
+# fmt: on
+_SQLITE_MODES = frozenset({"ro", "rw", "rwc"})
+_PUBLIC_PARAMETERS = _LIBPQ_KEYWORDS | {"timeout"}  # names, not secrets (their values may be)
 
 
 def _parse(location: str) -> _Location:
     if "://" not in location:
+        if _LIBPQ_DSN.search(location):
+            raise SyncStoreError(
+                f"{SETTING}: looks like a libpq connection string (key=value); give a "
+                "postgresql+psycopg://USER:PASSWORD@HOST/DB URL (password percent-encoded)"
+            )
         path = os.path.abspath(os.path.expanduser(location))
         return _Location(URL.create("sqlite", database=path), DEFAULT_TIMEOUT, path)
     try:
         url = make_url(location)
     except (ArgumentError, ValueError):
         raise SyncStoreError(f"{SETTING}: not a valid SQLAlchemy URL") from None
+    secrets = _secrets_of(location, url)
     query = dict(url.query)
     raw_timeout = query.pop("timeout", None)
     try:
@@ -224,16 +286,82 @@ def _parse(location: str) -> _Location:
     url = url.set(query=query)
     backend = url.get_backend_name()
     if backend == "sqlite" and url.get_driver_name() == "pysqlite":
-        database = url.database or ""
-        file = None if database in ("", ":memory:") else os.path.abspath(database)
-        return _Location(url, timeout, file)
+        return _sqlite_location(url, timeout, secrets)
     if backend == "postgresql" and url.drivername in ("postgresql", "postgresql+psycopg"):
+        if location.count("@") > 1:  # parsers disagree on where such a password ends
+            raise SyncStoreError(
+                f"{SETTING}: the URL has more than one @: percent-encode @ in the password "
+                "as %40 (and : / ? # & % likewise)"
+            )
+        if not _libpq_query(location):
+            raise SyncStoreError(
+                f"{SETTING}: the URL has a parameter that is not a libpq connection keyword "
+                "(percent-encode & = + in a password given as ?password=)"
+            )
         # plain postgresql:// would mean psycopg2 to SQLAlchemy; psycopg 3 is what is installed
-        return _Location(url.set(drivername="postgresql+psycopg"), timeout, None)
+        url = url.set(drivername="postgresql+psycopg")
+        return _Location(url, timeout, None, secrets=secrets)
     raise SyncStoreError(
         f"{SETTING}: must be a file path, sqlite:///PATH or postgresql+psycopg://... "
         "(other databases are not supported)"
     )
+
+
+def _sqlite_location(url: URL, timeout: float, secrets: tuple[str, ...]) -> _Location:
+    """A SQLite URL naming a file: in-memory databases and unknown parameters refused."""
+    query = {name: _first(value) or "" for name, value in url.query.items()}
+    if set(query) - _SQLITE_QUERY:
+        raise SyncStoreError(
+            f"{SETTING}: a SQLite URL takes only the parameters timeout, mode and uri"
+        )
+    mode = query.get("mode", "").lower()
+    database = url.database or ""
+    if query.get("uri", "").lower() in ("true", "1", "yes", "on") or database.startswith("file:"):
+        database = database.removeprefix("file:").split("?", 1)[0]
+    if database in ("", ":memory:") or mode == "memory":
+        raise SyncStoreError(
+            f"{SETTING}: an in-memory SQLite database keeps nothing between runs: give a file "
+            "path (sqlite:///PATH), or `off` for no store"
+        )
+    if mode and mode not in _SQLITE_MODES:
+        raise SyncStoreError(f"{SETTING}: the URL's mode must be ro, rw or rwc")
+    path = os.path.abspath(os.path.expanduser(database))
+    return _Location(url, timeout, path, read_only=mode == "ro", secrets=secrets)
+
+
+def _libpq_query(location: str) -> bool:
+    """True when every `&`-separated piece of the URL's query is `libpq_keyword=value`.
+
+    Read from the text as typed: a parser drops a piece without `=`, which is what the rest
+    of a password with an unencoded `&` looks like.
+    """
+    query = location.partition("?")[2]
+    if not query:
+        return True
+    pieces = [piece.partition("=") for piece in query.split("&")]
+    return all(sep and unquote(key) in _PUBLIC_PARAMETERS for key, sep, _ in pieces)
+
+
+def _secrets_of(location: str, url: URL) -> tuple[str, ...]:
+    """Every piece of `location` that may be secret.
+
+    The password as typed and decoded, the user info as typed, every query key and value.
+    """
+    found = {str(url.password)} if url.password else set()
+    head = location.split("://", 1)[1]
+    if "@" in head:
+        userinfo = head.rsplit("@", 1)[0]
+        found |= {userinfo, userinfo.partition(":")[2]}
+    for value in url.query.values():
+        found |= {str(v) for v in (value if isinstance(value, tuple) else (value,))}
+    query = head.partition("?")[2]
+    for pair in query.split("&"):  # the query as typed, undecoded too
+        key, _, value = pair.partition("=")
+        found |= {value} if key in _PUBLIC_PARAMETERS else {key, value}
+    # A value typed with an unencoded & runs on to the end of the query.
+    found |= {query[at + 1 :] for at, char in enumerate(query) if char == "="}
+    found |= {quote(item, safe="") for item in found} | {quote_plus(item) for item in found}
+    return tuple(item for item in found if len(item) >= 3)
 
 
 class SyncStore:
@@ -269,12 +397,17 @@ class SyncStore:
         not exist yet reads as empty.
         """
         where = _parse(location) if location else _parse(str(default_location()))
-        missing = where.sqlite_path is not None and not os.path.exists(where.sqlite_path)
-        if missing and not writable:
-            return cls(None, where, account)
+        if where.read_only and writable:
+            raise SyncStoreError(
+                f"{SETTING}: {where.describe()} is opened read-only, but a run that sends "
+                "must record what careCycle acknowledged: remove mode=ro, or set dry_run"
+            )
         try:
-            if where.is_sqlite and where.sqlite_path and writable:
-                _prepare_file(where.sqlite_path)
+            if where.sqlite_path is not None:
+                _check_store_file(where, create=writable)
+            missing = where.sqlite_path is not None and not os.path.exists(where.sqlite_path)
+            if missing and not writable:
+                return cls(None, where, account)
             engine = _engine(where, writable=writable)
         except SyncStoreError:
             raise
@@ -511,8 +644,10 @@ class SyncStore:
                         "database (corrupt?): move it away to start a new store"
                     )
             if not self._location.is_sqlite and writable:
+                _check_writable_session(conn, self._location)
                 # Two runs creating the tables at once would collide: one waits for the other.
                 conn.execute(text(f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK_ID})"))
+            _check_no_other_tables(conn, self._location)
             if writable:
                 metadata.create_all(conn, checkfirst=True)
             elif not conn.dialect.has_table(conn, meta_table.name):
@@ -540,6 +675,46 @@ class SyncStore:
         return True
 
 
+def _check_no_other_tables(conn: Connection, where: _Location) -> None:
+    """Refuse a database (SQLite file, PostgreSQL schema) that holds other applications' tables.
+
+    The store's tables are created (and later read) where it points: another application's
+    database would silently gain four tables. In PostgreSQL the store's schema is the first
+    of the connection's search_path (`public` unless the URL sets one: docs/sync-store.md).
+    """
+    if where.is_sqlite:
+        listing = (
+            "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') "
+            "AND name NOT LIKE 'sqlite_%'"
+        )
+    else:
+        schema = conn.execute(text("SELECT current_schema()")).scalar()
+        if schema is None:
+            raise SyncStoreError(
+                f"{SETTING}: {where.describe()}: no schema of the URL's search_path exists; "
+                "create it first (CREATE SCHEMA ...)"
+            )
+        listing = (
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+        )
+    others = {str(name) for name in conn.exec_driver_sql(listing).scalars()} - set(metadata.tables)
+    if others:
+        room = "a file" if where.is_sqlite else "a database, or a schema (docs/sync-store.md),"
+        raise SyncStoreError(
+            f"{SETTING}: {where.describe()} holds {len(others)} other table(s): the sync "
+            f"store needs {room} of its own"
+        )
+
+
+def _check_writable_session(conn: Connection, where: _Location) -> None:
+    """A read-only PostgreSQL session (a standby, default_transaction_read_only) cannot record."""
+    if conn.execute(text("SHOW transaction_read_only")).scalar() == "on":
+        raise SyncStoreError(
+            f"{SETTING}: {where.describe()} is read-only, but a run that sends must record "
+            "what careCycle acknowledged: use a writable database, or set dry_run"
+        )
+
+
 def _check_version(version: str | None) -> None:
     if version is None:
         raise SyncStoreError(f"{SETTING}: the store has no schema version: not a sync store?")
@@ -555,17 +730,35 @@ def _check_version(version: str | None) -> None:
         )
 
 
-def _prepare_file(path: str) -> None:
-    """The SQLite file, created 0600 in a folder created 0700 (both only when new)."""
-    folder = os.path.dirname(path)
-    if folder and not os.path.isdir(folder):
-        os.makedirs(folder, mode=0o700, exist_ok=True)
+def _check_store_file(where: _Location, *, create: bool) -> None:
+    """Refuse a symbolic link (even a dangling one) or a non-file at the store's path.
+
+    `create`: make the file 0600, in folders created 0700 (both only when new). SQLite opens
+    the path itself (and its -wal, -shm and -journal companions), following links, so every
+    one of them must not be a link. Only the last part of the path is checked: keep the store
+    in a folder other users cannot write to.
+    """
+    path = where.sqlite_path or ""
+    for candidate in (path, *(path + suffix for suffix in ("-wal", "-shm", "-journal"))):
+        if os.path.islink(candidate):
+            raise SyncStoreError(
+                f"{SETTING}: {printable(candidate)} is a symbolic link; give the path of a "
+                "regular file (a link could put the store anywhere)"
+            )
+    if os.path.lexists(path) and not stat.S_ISREG(os.lstat(path).st_mode):
+        raise SyncStoreError(f"{SETTING}: {where.describe()} is not a regular file")
+    if not create:
+        return
+    make_private_folders(os.path.dirname(path))
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(path, flags, 0o600)
     except FileExistsError:
         return
-    os.fchmod(fd, 0o600)
-    os.close(fd)
+    try:
+        os.fchmod(fd, 0o600)  # whatever the umask
+    finally:
+        os.close(fd)
 
 
 def _engine(where: _Location, *, writable: bool) -> Engine:
@@ -600,9 +793,18 @@ def _sqlite_engine(where: _Location, *, writable: bool) -> Engine:
     """SQLite with explicit transactions: BEGIN IMMEDIATE for writes takes the file's lock."""
     database = where.sqlite_path or ":memory:"
 
+    if where.read_only and where.sqlite_path:  # `?mode=ro`: SQLite itself refuses writes
+        database, uri = f"file:{quote(where.sqlite_path)}?mode=ro", True
+    else:
+        uri = False
+
     def connect() -> sqlite3.Connection:
         conn = sqlite3.connect(
-            database, timeout=where.timeout, isolation_level=None, check_same_thread=False
+            database,
+            timeout=where.timeout,
+            isolation_level=None,
+            check_same_thread=False,
+            uri=uri,
         )
         if writable and where.sqlite_path:
             # WAL: readers (lookups, a dry run) never wait for a writer.
@@ -623,11 +825,9 @@ def _sqlite_engine(where: _Location, *, writable: bool) -> Engine:
 def _store_error(exc: BaseException, where: _Location) -> SyncStoreError:
     """A one-line reason naming the setting and where the store is (never a password)."""
     original = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
-    message = str(original).strip().splitlines()[0] if str(original).strip() else ""
-    password = where.url.password
-    if password:
-        message = message.replace(str(password), "***")
-    lowered = message.lower()
+    raw = str(original).strip().splitlines()[0] if str(original).strip() else ""
+    lowered = raw.lower()  # classified as the driver said it; printed scrubbed
+    message = printable(where.scrub(raw), backslash=False)
     place = where.describe()
     if "locked" in lowered or "lock timeout" in lowered or "busy" in lowered:
         return SyncStoreError(

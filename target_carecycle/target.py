@@ -24,13 +24,9 @@ from target_carecycle.client import (
 )
 from target_carecycle.mapping import MappingConfigError
 from target_carecycle.outcomes import OutputFileError, RunOutcomes, TooManyRecordErrors
-from target_carecycle.settings import (
-    CONFIG_SCHEMA,
-    RunSettings,
-    check_config,
-    read_env_settings,
-    with_key_from_environment,
-)
+from target_carecycle.printable import escape_log_handlers, printable
+from target_carecycle.setting_sources import ResolvedSettings, provenance_line, resolve_settings
+from target_carecycle.settings import CONFIG_SCHEMA, RunSettings, check_config
 from target_carecycle.singer_input import (
     InputLineError,
     LineCountingReader,
@@ -104,13 +100,19 @@ class TargetCareCycle(Target):
         self._records_since_age_check = 0
         self._warned_activate_version: set[str] = set()
         self.pending = PendingLeads()
+        # Every TARGET_CARECYCLE_* setting is read, with or without --config ENV (which only
+        # lets the key and the URL come from different places): docs/settings.md.
+        schema = self.config_jsonschema
+        self.append_builtin_config(schema)
+        self._resolved = resolve_settings(config, schema, combine=parse_env_config)
         super().__init__(
-            config=with_key_from_environment(config),
-            parse_env_config=parse_env_config,
+            config=self._resolved.config,
+            parse_env_config=True,  # already merged; `_env_var_config` hands the SDK nothing
             validate_config=validate_config,
         )
         self.max_parallelism = 1  # one thread hands batches to the dispatcher, which overlaps them
-        self.settings = RunSettings.from_config(self.config)
+        self.settings = RunSettings.from_config(self.config, self._resolved.sources)
+        self.logger.info("%s", provenance_line(self._resolved.sources))
         self.outcomes = RunOutcomes(
             reject_file=self.config.get("reject_file"),
             results_file=self.config.get("results_file"),
@@ -140,17 +142,16 @@ class TargetCareCycle(Target):
         config_jsonschema["properties"].pop("load_method", None)
 
     # The SDK reads an env boolean it does not recognise as false (TARGET_CARECYCLE_DRY_RUN=maybe
-    # would send) and lets int() raise a traceback. No public hook parses env settings, so this
-    # replaces the private classproperty that PluginBase.__init__ merges into the config; the
-    # values that do not parse are reported by `_validate_config`. Remove once the SDK rejects
-    # unknown spellings itself (or offers a hook for env parsing).
+    # would send), lets int() raise a traceback, and lets a variable silently beat the config
+    # file. No public hook parses env settings, so this replaces the private classproperty that
+    # PluginBase.__init__ merges into the config: `__init__` has already resolved file and
+    # environment (`setting_sources.resolve_settings`), so the SDK's merge gets nothing. Remove
+    # once the SDK offers a hook for env parsing.
     @classproperty
     @override
     def _env_var_config(cls) -> dict[str, Any]:
-        """Settings from TARGET_CARECYCLE_* environment variables, parsed strictly."""
-        schema = cls.config_jsonschema
-        cls.append_builtin_config(schema)
-        return read_env_settings(schema, cls._env_var_prefix)
+        """Nothing: TARGET_CARECYCLE_* variables are resolved in `__init__`."""
+        return {}
 
     # Private SDK method, overridden since the start of this project: the SDK's own check echoes
     # values in its messages and knows no rule beyond the schema. No public hook exists.
@@ -160,11 +161,13 @@ class TargetCareCycle(Target):
         schema = self.config_jsonschema
         self.append_builtin_config(schema)
         check = check_config(self._config, schema)
-        for warning in check.warnings:
+        resolved: ResolvedSettings | None = getattr(self, "_resolved", None)
+        errors = [*(resolved.errors if resolved else []), *check.errors]
+        for warning in [*(resolved.warnings if resolved else []), *check.warnings]:
             self.logger.warning("Config: %s", warning)
-        if check.errors and raise_errors:
-            raise ConfigValidationError("Invalid config", errors=check.errors)
-        return check.errors
+        if errors and raise_errors:
+            raise ConfigValidationError("Invalid config", errors=errors)
+        return errors
 
     # Records: a lean path for plain streams, the SDK's own path for everything else
 
@@ -436,7 +439,7 @@ class TargetCareCycle(Target):
 
     def _report_stop(self, reason: str) -> None:
         """One line on stderr saying why the run stops (tracebacks only at debug level)."""
-        sys.stderr.write(f"{self.name}: {reason}\n")
+        sys.stderr.write(f"{self.name}: {printable(reason, backslash=False)}\n")
         sys.stderr.flush()
 
     def _settle_after_stop(self, *, may_emit_state: bool) -> None:
@@ -473,6 +476,7 @@ class TargetCareCycle(Target):
         if about:
             cls.print_about(about_format)
             sys.exit(0)
+        escape_log_handlers()  # the SDK's own lines name streams too: none forges a line
         cls.print_version(print_fn=cls.logger.info)
         try:
             target = cls(
@@ -481,10 +485,13 @@ class TargetCareCycle(Target):
                 parse_env_config=bool(config and config.parse_env),
             )
         except ConfigValidationError as exc:
-            sys.stderr.write(f"target-carecycle: invalid config: {'; '.join(exc.errors)}\n")
+            reasons = printable("; ".join(exc.errors), backslash=False)  # names a key as typed
+            sys.stderr.write(f"target-carecycle: invalid config: {reasons}\n")
             sys.exit(1)
         except (MappingConfigError, OutputFileError) as exc:
-            sys.stderr.write(f"target-carecycle: invalid config: {exc}\n")
+            sys.stderr.write(
+                f"target-carecycle: invalid config: {printable(exc, backslash=False)}\n"
+            )
             sys.exit(1)
         sys.exit(target.run(file_input))
 

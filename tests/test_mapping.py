@@ -641,6 +641,14 @@ def test_streams_setting_as_json_text():
             "streams.contacts.lead_cost: must be a non-negative number",
         ),
         (
+            {"contacts": {"lead_cost": "1e400"}},
+            "streams.contacts.lead_cost: must be a non-negative number",
+        ),
+        (
+            {"contacts": {"lead_cost": 10**400}},
+            "streams.contacts.lead_cost: must be a non-negative number",
+        ),
+        (
             {"contacts": {"external_id": ""}},
             "streams.contacts.external_id: must be a non-empty dotted path string",
         ),

@@ -25,6 +25,7 @@ import pytest
 from singer_sdk import typing as th
 from singer_sdk.contrib.msgspec import MsgSpecReader
 from singer_sdk.exceptions import ConfigValidationError, InvalidInputLine, MissingKeyPropertiesError
+from singer_sdk.helpers._classproperty import classproperty
 from singer_sdk.helpers.capabilities import PluginCapabilities
 from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.sinks import BatchSink
@@ -138,6 +139,23 @@ def test_validate_config_runs_in_init_with_the_mutable_config() -> None:
     target = FillingTarget(config={}, validate_config=True)
     assert seen == {"raise_errors": True}
     assert target.config["token"] == "filled-in"
+
+
+def test_env_settings_reach_the_config_only_through_env_var_config(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """target.py resolves TARGET_CARECYCLE_* itself and makes `_env_var_config` return {}:
+    with parse_env_config=True, the SDK then merges nothing from the environment."""
+    monkeypatch.setenv("TARGET_CONTRACT_TOKEN", "from-env")
+    assert MinimalTarget(config={}, parse_env_config=True).config.get("token") == "from-env"
+
+    class ResolvesItself(MinimalTarget):
+        @classproperty
+        def _env_var_config(cls) -> dict[str, Any]:
+            return {}
+
+    assert ResolvesItself(config={}, parse_env_config=True).config.get("token") is None
+    assert ResolvesItself(config={"token": "t"}, parse_env_config=True).config["token"] == "t"
 
 
 def test_config_validation_error_carries_its_messages() -> None:

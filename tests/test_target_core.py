@@ -149,7 +149,19 @@ def test_bad_config_gives_one_line_naming_the_setting(tmp_path, config, setting)
     assert run.stdout == ""
 
 
-def test_api_key_comes_from_the_environment_when_config_has_none(sandbox, tmp_path):
+def test_api_key_and_url_both_come_from_the_environment_when_config_has_neither(sandbox, tmp_path):
+    config = target_config(sandbox)
+    env = {
+        "TARGET_CARECYCLE_API_KEY": config.pop("api_key"),
+        "TARGET_CARECYCLE_API_URL": config.pop("api_url"),
+    }
+    run = run_target(tmp_path, config, singer_lines("leads", api_leads(3)), env=env)
+    assert run.returncode == 0, run.stderr
+    assert sandbox.stats()["created"] == 3
+
+
+def test_a_key_from_the_environment_and_a_url_from_the_file_stop_the_run(sandbox, tmp_path):
+    """Two places for the key and the URL is how leads reach the wrong account."""
     config = target_config(sandbox)
     key = config.pop("api_key")
     run = run_target(
@@ -158,8 +170,11 @@ def test_api_key_comes_from_the_environment_when_config_has_none(sandbox, tmp_pa
         singer_lines("leads", api_leads(3)),
         env={"TARGET_CARECYCLE_API_KEY": key},
     )
-    assert run.returncode == 0, run.stderr
-    assert sandbox.stats()["created"] == 3
+    assert run.returncode == 1
+    errors = [line for line in run.stderr.splitlines() if "invalid config" in line]
+    assert len(errors) == 1, run.stderr
+    assert "api_key and api_url" in errors[0] and "--config ENV" in errors[0]
+    assert sum(sandbox.stats()["requests"].values()) == 0
 
 
 def test_type_error_on_the_key_never_echoes_it(tmp_path):

@@ -238,6 +238,64 @@ def test_a_postgresql_store_locked_past_its_timeout_is_refused(store_url: str) -
         with pytest.raises(SyncStoreError) as caught:
             SyncStore.open(store_url + "?timeout=1", account)
     message = str(caught.value)
-    assert message.startswith("sync_store: postgresql+psycopg://postgres:***@")
+    assert message.startswith("sync_store: PostgreSQL database ")
     assert "locked by another process for more than 1 s" in message
     assert "Pg-Store-Sekr3t" not in message
+
+
+# A PostgreSQL store is the store's own: other tables refused, a schema of its own accepted
+
+
+def test_a_postgresql_database_with_other_tables_is_refused_unless_the_store_has_a_schema(
+    store_url: str, postgres: PostgresServer
+) -> None:
+    """Another application's database would silently gain four tables."""
+    database = store_url.rsplit("/", 1)[1]
+    postgres.psql("CREATE TABLE customers (id integer)", database=database)
+    account = Account.for_key("http://127.0.0.1:1", SECRET_KEY)
+    with pytest.raises(SyncStoreError, match=r"holds 1 other table\(s\)") as caught:
+        SyncStore.open(store_url, account)
+    assert "Pg-Store-Sekr3t" not in str(caught.value)
+    in_schema = store_url + "?options=-csearch_path%3Dcarecycle_sync"
+    with pytest.raises(SyncStoreError, match="no schema of the URL's search_path exists"):
+        SyncStore.open(in_schema, account)
+    postgres.psql("CREATE SCHEMA carecycle_sync", database=database)
+    store = SyncStore.open(in_schema, account)
+    store.record_acknowledged([("E-1", bytes(16), "id-1")])
+    store.close()
+    listing = postgres.psql(
+        "SELECT table_schema || '.' || table_name FROM information_schema.tables "
+        "WHERE table_schema IN ('public', 'carecycle_sync') ORDER BY 1",
+        database=database,
+    )
+    assert listing.split() == [
+        "carecycle_sync.carecycle_sync_accounts",
+        "carecycle_sync.carecycle_sync_budget",
+        "carecycle_sync.carecycle_sync_leads",
+        "carecycle_sync.carecycle_sync_meta",
+        "public.customers",
+    ]
+
+
+def test_a_read_only_postgresql_session_serves_a_dry_run_only(store_url: str) -> None:
+    account = Account.for_key("http://127.0.0.1:1", SECRET_KEY)
+    SyncStore.open(store_url, account).close()
+    read_only = store_url + "?options=-cdefault_transaction_read_only%3Don"
+    with pytest.raises(SyncStoreError, match="is read-only, but a run that sends must record"):
+        SyncStore.open(read_only, account)
+    SyncStore.open(read_only, account, writable=False).close()
+
+
+def test_a_password_given_as_a_query_parameter_is_never_printed(
+    store_url: str, tmp_path: Path
+) -> None:
+    """`?password=` used to be printed in the line that names the store."""
+    secret = "Pg-Query-Sekr3t-7"
+    url = store_url.replace("postgres:Pg-Store-Sekr3t@", "postgres@") + f"?password={secret}"
+    with running_sandbox(SandboxConfig(api_keys=(SECRET_KEY,), rate_limit=0)) as sandbox:
+        config = {"api_url": sandbox.url, "api_key": SECRET_KEY, "sync_store": url}
+        proc = run_in_home(tmp_path / "home", config, list(singer_lines("leads", api_leads(3))))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    database = store_url.rsplit("/", 1)[1]
+    assert f"Sync store: PostgreSQL database {database} on 127.0.0.1:" in proc.stderr
+    assert secret not in proc.stderr + proc.stdout
