@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
 import math
 import os
@@ -11,6 +12,7 @@ from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlsplit
 
 from jsonschema import Draft7Validator
 from jsonschema.exceptions import ValidationError
@@ -41,6 +43,14 @@ DEFAULT_API_URL = "https://api.carecycle.ai"
 MAX_CONCURRENT_REQUESTS_LIMIT = 32
 # An hour: beyond it a wait is a hang, not a slow answer (and 1e300 s overflows the clock).
 MAX_REQUEST_TIMEOUT = 3600
+# The failure policy (docs/failure-policy.md): a run fails once more than half of a stream's
+# judged records failed or were rejected. The demo's deliberately messy data rejects 7-8%; a
+# misnamed phone column rejects 100%.
+DEFAULT_MAX_ERROR_RATE = 0.5
+# Placeholders `reject_file` and `results_file` may hold (one file per run).
+FILE_PLACEHOLDERS = ("run_id", "started_at")
+# Hex characters of SHA-256(api_key) that name the key in logs: enough to tell keys apart.
+KEY_FINGERPRINT_CHARS = 12
 TRUE_SPELLINGS = frozenset({"true", "yes", "on", "1"})
 FALSE_SPELLINGS = frozenset({"false", "no", "off", "0"})
 BOOLEAN_RULE = "must be true or false (yes/no, on/off, 1/0 also accepted, any case)"
@@ -125,7 +135,8 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
         description=(
             "Path of a JSONL file (mode 0600, appended to; never opened through a "
             "symlink; folders it needs are created 0700) with one line per failed or "
-            "rejected record: stream, position, externalId, status, reason, record."
+            "rejected record: stream, position, externalId, status, reason, record. "
+            "`{run_id}` and `{started_at}` in the path make one file per run."
         ),
     ),
     th.Property(
@@ -133,7 +144,8 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
         th.StringType,
         description=(
             "Path of a JSONL receipt (mode 0600, never opened through a symlink): "
-            "careCycle's `id` for each uploaded externalId."
+            "careCycle's `id` for each uploaded externalId. `{run_id}` and `{started_at}` "
+            "in the path make one file per run."
         ),
     ),
     th.Property(
@@ -142,6 +154,16 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
         description=(
             "Stop the run (exit 1) once more than this many records failed or were "
             "rejected (0 or more). Default: no limit."
+        ),
+    ),
+    th.Property(
+        "max_error_rate",
+        th.NumberType(minimum=0, maximum=1),
+        default=DEFAULT_MAX_ERROR_RATE,
+        description=(
+            "Fail the run (exit 1, no further STATE) once more than this fraction (0 to 1) "
+            "of a stream's records failed or were rejected, judged from 100 records on (or "
+            "on the whole stream at the end). 1 turns it off. See docs/failure-policy.md."
         ),
     ),
     th.Property(
@@ -235,11 +257,28 @@ class RunSettings:
     sync_store: str | None = None
     skip_unchanged: bool = True
     account: Account | None = None
+    # Where leads go and with which key, named for logs (the key never is).
+    api_url: str = DEFAULT_API_URL
+    key_fingerprint: str | None = None
+    per_stream_source_ids: bool = False
 
     @property
     def uses_sync_store(self) -> bool:
         """True unless `sync_store: off` or there is no key to name the account."""
         return self.sync_store != STORE_OFF and self.account is not None
+
+    @property
+    def destination(self) -> str:
+        """The API's `scheme://host:port`: enough to tell production from a sandbox."""
+        return destination(self.api_url)
+
+    @property
+    def source_description(self) -> str:
+        """`source_id` as a log shows it: the default, "per stream", or "none"."""
+        if self.default_source_id:
+            suffix = " (streams may override)" if self.per_stream_source_ids else ""
+            return printable(self.default_source_id) + suffix
+        return "per stream" if self.per_stream_source_ids else "none"
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> RunSettings:
@@ -276,6 +315,9 @@ class RunSettings:
                 if config.get("api_key")
                 else None
             ),
+            api_url=config.get("api_url") or DEFAULT_API_URL,
+            key_fingerprint=key_fingerprint(config["api_key"]) if config.get("api_key") else None,
+            per_stream_source_ids=_streams_name_a_source(config.get("streams")),
         )
 
 
@@ -479,6 +521,10 @@ def setting_errors(config: Mapping[str, Any]) -> list[str]:
     sync_store = config.get("sync_store")
     if isinstance(sync_store, str) and (problem := location_problem(sync_store)):
         errors.append(problem)
+    for setting in ("reject_file", "results_file"):
+        path = config.get(setting)
+        if isinstance(path, str) and (problem := file_placeholder_problem(setting, path)):
+            errors.append(problem)
     return errors
 
 
@@ -520,3 +566,52 @@ def _describe(error: ValidationError) -> str:
     if rule == "required":
         return f"{where}: {error.message}"
     return f"{where}: invalid ({rule})"
+
+
+def key_fingerprint(api_key: str) -> str:
+    """The first 12 hex characters of SHA-256 of the key: names a key in logs, never reveals it.
+
+    The same digest the sync store names an account by (store.Account), cut short.
+    """
+    return hashlib.sha256(api_key.encode("utf-8")).hexdigest()[:KEY_FINGERPRINT_CHARS]
+
+
+def destination(api_url: str) -> str:
+    """`scheme://host:port` of a URL, the port written out (443/80 when implicit)."""
+    try:
+        parts = urlsplit(api_url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return "<invalid api_url>"
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme}://{host}:{port}"
+
+
+_UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
+
+
+def printable(text: str, limit: int = 200) -> str:
+    """`text` for a log line: non-ASCII and control characters escaped, cut at `limit`."""
+    escaped = _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode(), text)
+    return escaped if len(escaped) <= limit else escaped[:limit] + "..."
+
+
+def _streams_name_a_source(streams: Any) -> bool:
+    """True when some stream's mapping sets its own `source_id`."""
+    if not isinstance(streams, Mapping):
+        return False
+    return any(isinstance(s, Mapping) and s.get("source_id") for s in streams.values())
+
+
+def file_placeholder_problem(setting: str, path: str) -> str | None:
+    """Why a `reject_file`/`results_file` path's braces are unusable, or None.
+
+    Only `{run_id}` and `{started_at}` are placeholders; any other brace is refused, so a
+    misspelt placeholder never becomes part of a file name that every run appends to.
+    """
+    rest = re.sub(r"\{(?:" + "|".join(FILE_PLACEHOLDERS) + r")\}", "", path)
+    if "{" in rest or "}" in rest:
+        allowed = " and ".join("{" + name + "}" for name in FILE_PLACEHOLDERS)
+        return f"{setting}: the only placeholders are {allowed} (no other braces)"
+    return None

@@ -9,7 +9,7 @@ import stat
 from typing import Any
 
 import pytest
-from target_runner import run_target, target_config
+from target_runner import run_target, stop_line, target_config
 
 from target_carecycle.sandbox.samples import singer_lines
 
@@ -342,8 +342,7 @@ def test_a_schema_validate_records_cannot_use_stops_the_run_naming_it(
     run = run_target(tmp_path, target_config(sandbox, validate_records=True), lines)
 
     assert run.returncode == 1
-    stop = [line for line in run.stderr.splitlines() if line.startswith("target-carecycle: ")]
-    assert len(stop) == 1 and stop[0].startswith(f"target-carecycle: {says}"), run.stderr[-2000:]
+    assert stop_line(run.stderr).startswith(f"target-carecycle: {says}"), run.stderr[-2000:]
     assert "Traceback" not in run.stderr and "3052345678" not in run.stderr
     assert run.states == []
 
@@ -392,6 +391,9 @@ def test_a_stream_map_that_cannot_apply_stops_the_run_naming_stream_maps(sandbox
     run = run_target(tmp_path, config, lines)
 
     assert run.returncode == 1
-    stop = [line for line in run.stderr.splitlines() if line.startswith("target-carecycle: ")]
-    assert stop == ["target-carecycle: line 2: stream_maps cannot be applied (MapExpressionError)"]
+    assert stop_line(run.stderr) == (
+        "target-carecycle: line 2: stream_maps cannot be applied to stream 'leads': property "
+        "'__filter__' expression `no_such_column > 1` failed (NameNotDefined); "
+        "fix stream_maps.leads.__filter__"
+    )
     assert "Traceback" not in run.stderr

@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import quote, quote_plus
 
 import pytest
-from target_runner import run_target, target_config
+from target_runner import fatal_lines, run_target, stop_line, target_config
 
 from target_carecycle.client import (
     ClientSettings,
@@ -474,11 +474,9 @@ def test_the_executable_stops_at_a_bad_certificate_with_one_clear_line(certifica
         run = run_target(tmp_path, config, singer_lines("leads", api_leads(3)))
         connections = server.connections
     assert run.returncode == 1
-    failures = [line for line in run.stderr.splitlines() if "Run failed" in line]
-    assert len(failures) == 1
-    assert (
-        "TLS certificate of 127.0.0.1 failed verification (self-signed certificate)"
-        in (failures[0])
+    assert stop_line(run.stderr).startswith(
+        "target-carecycle: run failed: TLS certificate of 127.0.0.1 failed verification "
+        "(self-signed certificate)"
     )
     assert "Traceback" not in run.stderr
     assert connections == 1
@@ -582,8 +580,7 @@ def test_the_executable_refuses_a_symlinked_reject_file_before_sending(sandbox, 
     config = target_config(sandbox, reject_file=str(link))
     run = run_target(tmp_path, config, singer_lines("leads", api_leads(2)))
     assert run.returncode == 1
-    errors = [line for line in run.stderr.splitlines() if "invalid config" in line]
-    assert errors == [
+    assert fatal_lines(run.stderr) == [
         "target-carecycle: invalid config: reject_file: the path is a symbolic link; "
         "give the path of a regular file"
     ]
