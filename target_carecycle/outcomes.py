@@ -184,7 +184,6 @@ class RunOutcomes:
         self._counters: dict[tuple[str, str], metrics.Counter] = {}
         self._started = time.monotonic()
         self._last_progress = self._started
-        self.errors = 0
         self._warned: Counter[tuple[str, str]] = Counter()
         # The outcome accepted leads are counted under in metrics and summaries: a dry run
         # never calls anything `succeeded`.
@@ -286,7 +285,6 @@ class RunOutcomes:
         tally = self.tally(stream)
         tally.reasons[reason] += 1
         self._count(stream, status)
-        self.errors += 1
         self._warned[(status, reason)] += 1
         if self._warned[(status, reason)] <= WARNINGS_PER_REASON:
             logger.warning(
@@ -313,9 +311,9 @@ class RunOutcomes:
     def check_error_limit(self, *, final: bool = False) -> None:
         """Raise TooManyRecordErrors when the failure policy fails the run.
 
-        Mid-run (`final` false): `max_record_errors`, and `max_error_rate` on each stream with
-        at least ERROR_RATE_MIN_RECORDS judged records. At the end (`final`): the rate on every
-        stream whatever its size, and the "nothing delivered" rule.
+        Mid-run (`final` false): `max_record_errors`, and `max_error_rate` once at least
+        ERROR_RATE_MIN_RECORDS records are judged. At the end (`final`): the rate over the
+        whole run whatever its size, and the "nothing delivered" rule.
         """
         breach = self.policy_breach(final=final)
         if breach is not None:
@@ -323,37 +321,52 @@ class RunOutcomes:
 
     def policy_breach(self, *, final: bool) -> str | None:
         """Why the failure policy fails the run now (one line, no record value), or None."""
-        if self.max_record_errors is not None and self.errors > self.max_record_errors:
+        bad, judged, held = self._policy_counts()
+        if self.max_record_errors is not None and bad > self.max_record_errors:
             return (
-                f"{self.errors} records failed or were rejected, more than "
+                f"{bad} records failed or were rejected, more than "
                 f"max_record_errors={self.max_record_errors}"
             )
-        for stream, tally in sorted(self.tallies.items()):
-            judged = tally.judged
-            bad = tally.failed + tally.rejected
-            if not bad or not (final or judged >= ERROR_RATE_MIN_RECORDS):
-                continue
-            if bad / judged > self.max_error_rate:
-                return (
-                    f"stream '{stream}': {bad} of {judged} records ({bad / judged:.0%}) failed "
-                    f"or were rejected, more than max_error_rate={self.max_error_rate:g}"
-                )
-            if final and not tally.held:
-                held = "would have sent" if self.dry_run else "accepted"
-                return (
-                    f"stream '{stream}': {bad} records failed or were rejected and careCycle "
-                    f"{held} none of its leads (nothing delivered)"
-                )
+        if not bad:
+            return None
+        if final and not held:
+            verb = "would have sent" if self.dry_run else "accepted"
+            return (
+                f"{bad} records failed or were rejected and careCycle {verb} none of this "
+                "run's leads (nothing delivered)"
+            )
+        if (final or judged >= ERROR_RATE_MIN_RECORDS) and bad / judged > self.max_error_rate:
+            return (
+                f"{bad} of {judged} records ({bad / judged:.0%}) failed or were rejected, "
+                f"more than max_error_rate={self.max_error_rate:g}{self._worst_stream()}"
+            )
         return None
 
+    def _worst_stream(self) -> str:
+        """`; most in stream 'x' (n of m)` when the run has several streams, else ""."""
+        if len(self.tallies) < 2:
+            return ""
+        stream, tally = max(self.tallies.items(), key=lambda kv: kv[1].failed + kv[1].rejected)
+        return f"; most in stream '{stream}' ({tally.failed + tally.rejected} of {tally.judged})"
+
     def state_may_pass(self) -> bool:
-        """False while a stream has failed or rejected records and nothing careCycle holds.
+        """False while the run has failed or rejected records and nothing careCycle holds.
 
         A STATE emitted then would move the tap's bookmark past records that fail the run at
-        its end (the "nothing delivered" rule); it is held until one of the stream's leads is
-        accepted (or found unchanged), and never emitted if the run fails.
+        its end (the "nothing delivered" rule); it is held until a lead is accepted (or found
+        unchanged), and never emitted if the run fails.
         """
-        return all(t.held or not (t.failed or t.rejected) for t in self.tallies.values())
+        bad, _, held = self._policy_counts()
+        return bool(held) or not bad
+
+    def _policy_counts(self) -> tuple[int, int, int]:
+        """(failed + rejected, judged, held) over every stream (cheap: runs per record)."""
+        bad = judged = held = 0
+        for tally in self.tallies.values():
+            bad += tally.failed + tally.rejected
+            judged += tally.judged
+            held += tally.held
+        return bad, judged, held
 
     def _count(self, stream: str, outcome: str, value: int = 1) -> None:
         counter = self._counters.get((stream, outcome))

@@ -43,8 +43,8 @@ DEFAULT_API_URL = "https://api.carecycle.ai"
 MAX_CONCURRENT_REQUESTS_LIMIT = 32
 # An hour: beyond it a wait is a hang, not a slow answer (and 1e300 s overflows the clock).
 MAX_REQUEST_TIMEOUT = 3600
-# The failure policy (docs/failure-policy.md): a run fails once more than half of a stream's
-# judged records failed or were rejected. The demo's deliberately messy data rejects 7-8%; a
+# The failure policy (docs/failure-policy.md): a run fails once more than half of its judged
+# records failed or were rejected. The demo's deliberately messy data rejects 7-8%; a
 # misnamed phone column rejects 100%.
 DEFAULT_MAX_ERROR_RATE = 0.5
 # Placeholders `reject_file` and `results_file` may hold (one file per run).
@@ -162,8 +162,8 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
         default=DEFAULT_MAX_ERROR_RATE,
         description=(
             "Fail the run (exit 1, no further STATE) once more than this fraction (0 to 1) "
-            "of a stream's records failed or were rejected, judged from 100 records on (or "
-            "on the whole stream at the end). 1 turns it off. See docs/failure-policy.md."
+            "of its records failed or were rejected, judged from 100 records on (or on the "
+            "whole run at its end). 1 turns it off. See docs/failure-policy.md."
         ),
     ),
     th.Property(

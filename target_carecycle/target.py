@@ -361,11 +361,15 @@ class TargetCareCycle(Target):
     def _write_state_message(self, state: dict[str, Any]) -> None:
         """Emit the tap's state, plus this run's counts, once every earlier batch landed.
 
-        Raises TooManyRecordErrors when the failure policy fails the run (then no STATE
-        leaves: the tap re-reads these records next time).
+        Mid-run, raises TooManyRecordErrors when the failure policy fails the run. At the end
+        of input a run the policy fails emits no STATE (`run` reports it once `listen` is
+        done), so the tap re-reads these records next time.
         """
         self.wait_for_deliveries()
-        self.outcomes.check_error_limit(final=self._input_done)
+        if not self._input_done:
+            self.outcomes.check_error_limit()
+        elif self.outcomes.policy_breach(final=True) is not None:
+            return
         self._emit_state(state)
 
     def _emit_state(self, state: dict[str, Any]) -> None:

@@ -31,6 +31,14 @@ class TargetRun:
         """The STATE values the target emitted, in order."""
         return [json.loads(line) for line in self.stdout.splitlines() if line.strip()]
 
+    @property
+    def summary(self) -> dict[str, Any]:
+        """The run's structured summary (the JSON of its one `Run summary: ` log line)."""
+        found = [line for line in self.stderr.splitlines() if " | Run summary: {" in line]
+        assert len(found) == 1, self.stderr[-3000:]
+        parsed: dict[str, Any] = json.loads(found[0].split(" | Run summary: ", 1)[1])
+        return parsed
+
 
 def fatal_lines(stderr: str) -> list[str]:
     """The lines saying why a run could not go on: logged at ERROR or CRITICAL, each from its

@@ -239,7 +239,9 @@ def test_dry_run_sends_nothing_and_masks_its_sample(sandbox, tmp_path):
 
 
 def test_strict_mode_rejects_records_with_bad_optional_values(sandbox, tmp_path):
-    config = target_config(sandbox, streams=STREAMS, strict=True, source_id="sandbox-source")
+    config = target_config(
+        sandbox, streams=STREAMS, strict=True, source_id="sandbox-source", max_error_rate=1
+    )
     run = run_target(tmp_path, config, messy_input())
 
     assert run.returncode == 0, run.stderr
@@ -356,7 +358,8 @@ def test_schema_check_reasons_never_name_a_records_own_keys(sandbox, tmp_path):
     config = target_config(sandbox, validate_records=True, reject_file=str(reject_file))
     run = run_target(tmp_path, config, lines)
 
-    assert run.returncode == 0, run.stderr
+    assert run.returncode == 1, run.stderr  # its only record rejected: nothing delivered
+    assert "(nothing delivered)" in stop_line(run.stderr)
     assert "reason=contacts.additionalProperties: does not match" in run.stderr
     assert "jo@ex.com" not in run.stderr
     assert "jo@ex.com" not in json.loads(reject_file.read_text())["reason"]

@@ -207,13 +207,14 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     [
         ("400", 1, "careCycle refused the upload (HTTP 400 BAD_REQUEST <api key>)"),
         ("401", 1, "careCycle refused the API key (HTTP 401)"),
-        (
+        (  # every lead refused: the failure policy fails the run (nothing delivered)
             "422",
-            0,
+            1,
             "careCycle validation: <api key> <value>: line one FORGED LOG LINE key=<api key> "
             "phone=<value>",
         ),
-        ("200", 0, "careCycle: line one FORGED LOG LINE key=<api key> phone=<value> name=<value>"),
+        # 2 of 3 leads refused: more than max_error_rate (0.5)
+        ("200", 1, "careCycle: line one FORGED LOG LINE key=<api key> phone=<value> name=<value>"),
         ("redirect", 1, "to https://evil.example/steal?k=<api key>&p="),
         ("503", 1, "HTTP 503 line one FORGED LOG LINE key=<api key> phone=<value> name=<v"),
     ],
