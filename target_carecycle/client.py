@@ -471,7 +471,10 @@ class LeadUploadClient:
 
 @dataclass(frozen=True)
 class KeyCheck:
-    """What careCycle said to an upload of nothing: whether the key is accepted, in one line."""
+    """What careCycle said to an upload of nothing, in one line.
+
+    Accepted: what careCycle answered. Not accepted: the cause and what to do.
+    """
 
     accepted: bool
     message: str
@@ -535,7 +538,7 @@ def check_connection(settings: ClientSettings, *, with_key: bool) -> KeyCheck:
     finally:
         session.close()
     if not with_key:
-        return KeyCheck(True, f"{where} answered over {parts.scheme.upper()}")
+        return KeyCheck(True, f"{where} reached over {parts.scheme.upper()}")
     return _key_verdict(response, url, scrub)
 
 
@@ -548,12 +551,10 @@ def _key_verdict(response: requests.Response, url: str, scrub: Scrubber) -> KeyC
         return KeyCheck(False, f"careCycle refused the API key (HTTP {status}): check api_key")
     if answer.get("code") == "VALIDATION_ERROR":
         return KeyCheck(
-            True,
-            f"careCycle accepted the API key (HTTP {status} VALIDATION_ERROR for an empty "
-            "upload, the answer a valid key gets)",
+            True, f"HTTP {status} VALIDATION_ERROR for an empty upload, a valid key's answer"
         )
     if 200 <= status < 300:
-        return KeyCheck(True, f"careCycle accepted the API key (HTTP {status} for an empty upload)")
+        return KeyCheck(True, f"HTTP {status} for an empty upload")
     if status == 404:
         return KeyCheck(False, f"careCycle answered 404 NOT_FOUND for POST {url}: check api_url")
     if 300 <= status < 400:

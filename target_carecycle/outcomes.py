@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 import stat
 import sys
 import time
@@ -173,7 +174,8 @@ class RunOutcomes:
         self.max_error_rate = float(max_error_rate)
         started = datetime.now(timezone.utc)
         self.run_started_at = started.isoformat(timespec="seconds")
-        self.run_id = run_id or uuid.uuid4().hex[:12]
+        # Names files ({run_id}): only filename-safe characters, never a path.
+        self.run_id = re.sub(r"[^A-Za-z0-9_-]", "", run_id or "")[:64] or uuid.uuid4().hex[:12]
         placeholders = {"run_id": self.run_id, "started_at": started.strftime("%Y%m%dT%H%M%SZ")}
         self.reject_path = _expand(reject_file, placeholders) if reject_file else None
         results_path = _expand(results_file, placeholders) if results_file else None
@@ -321,7 +323,7 @@ class RunOutcomes:
 
     def policy_breach(self, *, final: bool) -> str | None:
         """Why the failure policy fails the run now (one line, no record value), or None."""
-        bad, judged, held = self._policy_counts()
+        bad, judged, held, pending = self._policy_counts()
         if self.max_record_errors is not None and bad > self.max_record_errors:
             return (
                 f"{bad} records failed or were rejected, more than "
@@ -335,9 +337,13 @@ class RunOutcomes:
                 f"{bad} records failed or were rejected and careCycle {verb} none of this "
                 "run's leads (nothing delivered)"
             )
-        if (final or judged >= ERROR_RATE_MIN_RECORDS) and bad / judged > self.max_error_rate:
+        # Leads still waiting for careCycle's answer count in the base (as not failed yet):
+        # rejections are known at once, acceptances only when a batch comes back, so a rate
+        # over settled records alone would overstate the errors of every healthy run.
+        base = judged + pending
+        if (final or judged >= ERROR_RATE_MIN_RECORDS) and bad / base > self.max_error_rate:
             return (
-                f"{bad} of {judged} records ({bad / judged:.0%}) failed or were rejected, "
+                f"{bad} of {base} records ({bad / base:.0%}) failed or were rejected, "
                 f"more than max_error_rate={self.max_error_rate:g}{self._worst_stream()}"
             )
         return None
@@ -356,17 +362,18 @@ class RunOutcomes:
         its end (the "nothing delivered" rule); it is held until a lead is accepted (or found
         unchanged), and never emitted if the run fails.
         """
-        bad, _, held = self._policy_counts()
+        bad, _, held, _ = self._policy_counts()
         return bool(held) or not bad
 
-    def _policy_counts(self) -> tuple[int, int, int]:
-        """(failed + rejected, judged, held) over every stream (cheap: runs per record)."""
-        bad = judged = held = 0
+    def _policy_counts(self) -> tuple[int, int, int, int]:
+        """(failed + rejected, judged, held, pending) over every stream (runs per record)."""
+        bad = judged = held = pending = 0
         for tally in self.tallies.values():
             bad += tally.failed + tally.rejected
             judged += tally.judged
             held += tally.held
-        return bad, judged, held
+            pending += tally.pending
+        return bad, judged, held, pending
 
     def _count(self, stream: str, outcome: str, value: int = 1) -> None:
         counter = self._counters.get((stream, outcome))

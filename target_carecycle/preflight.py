@@ -44,15 +44,15 @@ def run_check(settings: RunSettings, api_key: str | None, request_timeout: Any =
         return 0
     answer = check_connection(client, with_key=True)
     if not answer.accepted:
-        log_fatal(f"check failed: {answer.message} (key {settings.key_fingerprint})")
+        log_fatal(f"check failed: {answer.message} (key sha256:{settings.key_fingerprint})")
         return 1
     logger.info(
-        "target-carecycle: check passed (%s): settings valid; %s: %s (key %s); no lead was "
-        "sent; %s",
+        "target-carecycle: check passed (%s): settings valid; %s reached; careCycle accepted "
+        "the API key sha256:%s (%s); no lead was sent; %s",
         mode,
         settings.destination,
-        answer.message,
         settings.key_fingerprint,
+        answer.message,
         NOT_CHECKED,
     )
     return 0
