@@ -102,7 +102,8 @@ def _failing_expression(error: BaseException) -> tuple[str, str] | None:
     for frame_locals in _sdk_eval_frames(error.__traceback__):
         expression = frame_locals.get("expr")
         prop = frame_locals.get("property_name")
-        if isinstance(expression, str):
+        # The module's simpleeval subclass has an `_eval(node)` too: no `property_name`.
+        if isinstance(expression, str) and "property_name" in frame_locals:
             return (prop if isinstance(prop, str) else FILTER_PROPERTY), expression
     return None
 

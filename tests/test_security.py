@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import quote, quote_plus
 
 import pytest
-from target_runner import fatal_lines, run_target, stop_line, target_config
+from target_runner import TARGET_EXE, fatal_lines, run_target, stop_line, target_config
 
 from target_carecycle.client import (
     ClientSettings,
@@ -624,3 +624,35 @@ def test_the_key_leak_guard_fails_tests_that_print_a_watched_key(tmp_path):
         "test_clean": "PASSED",
     }, done.stdout
     assert "a test API key appeared in captured output" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("leaf", "trust_ca", "code", "says"),
+    [
+        ("self", False, 1, "check failed: TLS certificate of 127.0.0.1 failed verification "
+         "(self-signed certificate): stopping; check api_url or the server's certificate"),
+        ("other", True, 1, "check failed: TLS certificate of 127.0.0.1 failed verification"),
+        ("good", True, 0, "check passed (LIVE)"),
+    ],
+    ids=["self-signed", "wrong-name", "trusted"],
+)  # fmt: skip
+def test_the_preflight_check_verifies_tls(certificates, tmp_path, leaf, trust_ca, code, says):
+    """`--check` reaches careCycle exactly as a run does: a certificate a run would refuse
+    fails the check, with the same line."""
+    env = {k: v for k, v in os.environ.items() if k not in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")}
+    if trust_ca:
+        env["REQUESTS_CA_BUNDLE"] = str(certificates.ca)
+    with tls_server(certificates.pair(leaf)) as (url, _):
+        path = tmp_path / "check.json"
+        path.write_text(json.dumps({"api_url": url, "api_key": ECHO_KEY}))
+        done = subprocess.run(
+            [TARGET_EXE, "--check", "--config", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+            check=False,
+        )
+    assert done.returncode == code, done.stderr[-3000:]
+    assert f"target-carecycle: {says}" in done.stderr
+    assert ECHO_KEY not in done.stdout + done.stderr
