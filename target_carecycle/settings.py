@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import difflib
 import hashlib
 import json
@@ -525,6 +526,7 @@ def setting_errors(config: Mapping[str, Any]) -> list[str]:
         path = config.get(setting)
         if isinstance(path, str) and (problem := file_placeholder_problem(setting, path)):
             errors.append(problem)
+    errors += stream_map_syntax_errors(config.get("stream_maps"))
     return errors
 
 
@@ -602,6 +604,39 @@ def _streams_name_a_source(streams: Any) -> bool:
     if not isinstance(streams, Mapping):
         return False
     return any(isinstance(s, Mapping) and s.get("source_id") for s in streams.values())
+
+
+# Keys of a stream map whose values are names or lists, not expressions.
+_STREAM_MAP_NON_EXPRESSIONS = frozenset({"__alias__", "__source__", "__key_properties__"})
+
+
+def stream_map_syntax_errors(stream_maps: Any) -> list[str]:
+    """Each stream-map expression that cannot parse, named by its setting path.
+
+    The SDK parses them only when the stream's SCHEMA arrives, mid-run; parsing them the same
+    way (`ast.parse`, one expression) here stops a run, or `--check`, before any input.
+    """
+    errors: list[str] = []
+    if not isinstance(stream_maps, Mapping):
+        return errors
+    for stream, properties in stream_maps.items():
+        if not isinstance(properties, Mapping):
+            continue
+        for name, expression in properties.items():
+            if name in _STREAM_MAP_NON_EXPRESSIONS or not isinstance(expression, str):
+                continue
+            if expression == "__NULL__":
+                continue
+            try:
+                parsed = ast.parse(expression).body
+            except (SyntaxError, ValueError):
+                parsed = []
+            if not parsed:
+                errors.append(
+                    f"stream_maps.{printable(str(stream), 80)}.{printable(str(name), 80)}: "
+                    "the expression does not parse"
+                )
+    return errors
 
 
 def file_placeholder_problem(setting: str, path: str) -> str | None:

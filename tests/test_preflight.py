@@ -183,6 +183,10 @@ def test_the_key_may_come_from_the_environment(sandbox, tmp_path):
         ({"api_url": "http://example.com", "api_key": "cc_x_123456"}, "api_url: must use https"),
         ({}, "api_key: required"),
         ({"api_key": "cc_x_123456", "reject_file": "r-{when}.jsonl"}, "reject_file: the only"),
+        (
+            {"api_key": "cc_x_123456", "stream_maps": {"leads": {"x": "a.upper("}}},
+            "stream_maps.leads.x: the expression does not parse",
+        ),
     ],
 )
 def test_invalid_settings_fail_the_check_before_any_request(tmp_path, config, says):

@@ -184,16 +184,19 @@ def test_a_stream_map_failure_names_stream_property_and_expression_never_the_rec
     assert "Zebediah" not in run.stderr
 
 
-def test_an_expression_that_does_not_parse_is_named_at_its_schema(sandbox, tmp_path):
-    maps = {"leads": {"first": "first_name.upper("}}
+@pytest.mark.parametrize("expression", ["first_name.upper(", "", "a b"])
+def test_an_expression_that_does_not_parse_stops_the_run_before_any_input(
+    sandbox, tmp_path, expression
+):
+    maps = {"leads": {"first": expression, "__alias__": "not an expression", "gone": None}}
     run = run_target(
         tmp_path, target_config(sandbox, stream_maps=maps), singer_lines("leads", api_leads(1))
     )
     assert run.returncode == 1
     assert stop_line(run.stderr) == (
-        "target-carecycle: line 1: stream_maps cannot be applied to stream 'leads': property "
-        "'first' expression `first_name.upper(` failed (SyntaxError); fix stream_maps.leads.first"
+        "target-carecycle: invalid config: stream_maps.leads.first: the expression does not parse"
     )
+    assert sandbox.stats()["upload_requests"] == 0
 
 
 # Where the leads go
