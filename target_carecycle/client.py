@@ -429,7 +429,9 @@ class LeadUploadClient:
                     self.rate_limited += 1
                 if rate_waits > MAX_RATE_LIMIT_WAITS:
                     raise DeliveryFailed(
-                        f"careCycle kept answering 429 after {MAX_RATE_LIMIT_WAITS} waits"
+                        f"careCycle kept answering 429 after {MAX_RATE_LIMIT_WAITS} waits (another "
+                        "run may share the key's budget: stagger the schedules or lower "
+                        "max_requests_per_minute)"
                     ) from None
                 wait = limited.retry_after if limited.retry_after is not None else next(delays)
                 logger.warning("careCycle rate limit hit (429): waiting %.1f s", wait)

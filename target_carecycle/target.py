@@ -22,6 +22,7 @@ from singer_sdk.target_base import Target
 from target_carecycle.client import (
     MAX_BATCH_SIZE,
     CareCycleError,
+    DeliveryFailed,
     LeadUploadClient,
     UploadDispatcher,
 )
@@ -130,7 +131,6 @@ class TargetCareCycle(Target):
         )
         self._input_done = False  # set once the last line was read: the next STATE is the last
         self._states_emitted = 0
-        self._state_held = False
         self._client: LeadUploadClient | None = None
         self._dispatcher: UploadDispatcher | None = None
         self.sync_store: SyncStore | None = None
@@ -382,9 +382,7 @@ class TargetCareCycle(Target):
         if self.settings.dry_run:
             return
         if not self.outcomes.state_may_pass():
-            self._state_held = True
             return
-        self._state_held = False
         super()._write_state_message({**state, "target_carecycle": self.outcomes.state_metrics()})
         self._states_emitted += 1
 
@@ -456,6 +454,13 @@ class TargetCareCycle(Target):
                 f"the run failed on the failure policy: {exc}; fix the mapping or the data "
                 f"({self._where_rejects_are()}) and run again: the tap re-reads the records "
                 "after the last STATE emitted"
+            )
+            code = 1
+            self._settle_after_stop(may_emit_state=False)
+        except DeliveryFailed as exc:
+            log_fatal(
+                f"run failed: {exc}; run again later: the tap re-reads the records after the "
+                "last STATE emitted, and what careCycle did not acknowledge is sent again"
             )
             code = 1
             self._settle_after_stop(may_emit_state=False)
@@ -584,8 +589,6 @@ class TargetCareCycle(Target):
                 "only records read before it, so the next run re-reads everything after it",
                 self._states_emitted,
             )
-        elif self._state_held:
-            self.logger.info("STATE held back: no lead of a stream with errors was accepted")
 
     def _line_reached(self) -> str:
         reader = self.message_reader
