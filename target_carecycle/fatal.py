@@ -66,16 +66,19 @@ def stream_map_failure(
     name, never its message (which may quote a value).
     """
     found = _failing_expression(error)
+    if found is None and not _is_mapping_error(error):
+        return None  # not an expression's failure (say, a sink's): not ours to name
     config = stream_maps.get(stream) if isinstance(stream_maps, Mapping) else None
     if found is None and isinstance(config, Mapping):
+        # The SDK's MappingError messages quote the expression as configured: the longest
+        # expression of this stream's map that the message quotes is the one.
         text = str(error)
-        for prop, expression in config.items():
-            if isinstance(expression, str) and expression and expression in text:
-                found = (str(prop), expression)
-                break
-    from_sdk_mapper = found is not None or _has_sdk_mapper_frame(error.__traceback__)
-    if not from_sdk_mapper and not _is_mapping_error(error):
-        return None
+        quoted = [
+            (str(prop), expression)
+            for prop, expression in config.items()
+            if isinstance(expression, str) and expression and expression in text
+        ]
+        found = max(quoted, key=lambda item: len(item[1]), default=None)
     cause = error.__cause__ or error
     kind = type(cause).__name__
     name = safe_name(stream)
@@ -106,14 +109,6 @@ def _failing_expression(error: BaseException) -> tuple[str, str] | None:
         if isinstance(expression, str) and "property_name" in frame_locals:
             return (prop if isinstance(prop, str) else FILTER_PROPERTY), expression
     return None
-
-
-def _has_sdk_mapper_frame(tb: TracebackType | None) -> bool:
-    while tb is not None:
-        if tb.tb_frame.f_globals.get("__name__") == _SDK_MAPPER_MODULE:
-            return True
-        tb = tb.tb_next
-    return False
 
 
 def _sdk_eval_frames(tb: TracebackType | None) -> list[Mapping[str, Any]]:

@@ -245,6 +245,8 @@ class TargetCareCycle(Target):
             received = self._records_received()
             try:
                 super()._process_record_message(message_dict)
+            except RunInterrupted:
+                raise  # a stop signal, wherever it landed (even inside an expression)
             except Exception as exc:
                 failure = stream_map_failure(stream, exc, self.config.get("stream_maps"))
                 if failure is None:
@@ -375,9 +377,9 @@ class TargetCareCycle(Target):
     def _emit_state(self, state: dict[str, Any]) -> None:
         """Write a STATE unless it would move a bookmark it must not (see docs/failure-policy.md).
 
-        A dry run never emits one (nothing was sent); a STATE is held back while a stream has
-        failed or rejected records and no lead careCycle holds (it goes out with the next
-        STATE once one is accepted, and never if the run fails).
+        A dry run never emits one (nothing was sent); a STATE is held back while the run has
+        failed or rejected records and no lead careCycle holds (the latest one goes out with
+        the next drain once a lead is accepted, and none if the run fails).
         """
         if self.settings.dry_run:
             return

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from singer_sdk.exceptions import MapExpressionError
 from target_runner import (
     TARGET_EXE,
     TargetRun,
@@ -25,7 +28,8 @@ from target_runner import (
     target_config,
 )
 
-from target_carecycle.outcomes import WARNINGS_PER_REASON
+from target_carecycle.fatal import stream_map_failure
+from target_carecycle.outcomes import WARNINGS_PER_REASON, TooManyRecordErrors
 from target_carecycle.sandbox import RunningSandbox
 from target_carecycle.sandbox.samples import api_leads, singer_lines
 from target_carecycle.settings import destination, key_fingerprint
@@ -364,3 +368,39 @@ def test_meltanos_run_id_names_the_run_when_set(sandbox, tmp_path, given, used):
     )
     assert run.summary["run_id"] == used
     assert [p.name for p in tmp_path.glob("r-*")] == [f"r-{used}.jsonl"]
+
+
+def test_only_an_expressions_own_failure_is_named_as_a_stream_map_failure():
+    """An error that merely quotes the text of an expression (`1`) is not a stream-map failure;
+    neither is a stop signal landing while an expression runs (target.py re-raises those)."""
+    maps = {"leads": {"extra": "1"}}
+    assert stream_map_failure("leads", TooManyRecordErrors("1 records failed"), maps) is None
+    assert stream_map_failure("leads", ValueError("x"), maps) is None
+    quoted = stream_map_failure(
+        "leads",
+        MapExpressionError("Failed to evaluate simpleeval expressions 1 + x."),
+        {"leads": {"a": "1", "b": "1 + x"}},
+    )
+    assert quoted is not None
+    assert "property 'b' expression `1 + x` failed (MapExpressionError)" in str(quoted)
+
+
+def test_a_fatal_line_is_logged_even_when_nothing_configured_logging(tmp_path):
+    """Called as a library (no SDK CLI, so no logging set up), a config error is still one
+    ERROR line in the SDK's console format, not Python's bare last-resort output."""
+    code = (
+        "from types import SimpleNamespace\n"
+        "from target_carecycle.target import TargetCareCycle\n"
+        "TargetCareCycle.invoke(config=SimpleNamespace(config={'api_url': 'http://x.example'},"
+        " parse_env=False))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TARGET_CARECYCLE_")}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert done.returncode == 1
+    assert fatal_lines(done.stderr) == [
+        "target-carecycle: invalid config: api_key: required (or set TARGET_CARECYCLE_API_KEY; "
+        "only dry_run: true runs without a key); api_url: must use https (plain http only to "
+        "localhost or a loopback IP such as 127.0.0.1)"
+    ]
