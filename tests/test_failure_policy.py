@@ -9,11 +9,20 @@ from __future__ import annotations
 
 import io
 import json
+import signal
 from contextlib import redirect_stderr, redirect_stdout
 from typing import Any
 
 import pytest
-from target_runner import TargetRun, run_target, stop_line, target_config
+from target_runner import (
+    TargetRun,
+    all_answered,
+    run_target,
+    start_target,
+    stop_line,
+    target_config,
+    wait_for_stats,
+)
 
 from target_carecycle.outcomes import ERROR_RATE_MIN_RECORDS, RunOutcomes, TooManyRecordErrors
 from target_carecycle.sandbox.samples import api_leads, singer_lines
@@ -266,3 +275,18 @@ def test_leads_waiting_for_an_answer_do_not_make_a_healthy_run_look_bad():
     assert run.policy_breach(final=False) is None
     run.unsent("s", 233)
     run.close()
+
+
+def test_a_stop_signal_after_nothing_was_delivered_emits_no_state(sandbox, tmp_path):
+    """Every lead refused by careCycle (an unknown source), then SIGTERM: every record has its
+    outcome, but none was delivered, so the STATE stays held."""
+    lines = list(singer_lines("leads", api_leads(3), state=STATE))
+    config = target_config(sandbox, source_id="no-such-source", batch_size_rows=3)
+    proc = start_target(tmp_path, config, lines)
+    wait_for_stats(sandbox, lambda s: s["failed"] >= 3 and all_answered(s))
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=60)
+
+    assert proc.returncode == 128 + signal.SIGTERM, stderr[-3000:]
+    assert stdout == ""
+    assert "No STATE was emitted in this run" in stderr
