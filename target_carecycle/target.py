@@ -618,7 +618,8 @@ class TargetCareCycle(Target):
             may_emit_state
             and self._latest_state
             and self.outcomes.all_settled()
-            and self.outcomes.policy_breach(final=False) is None
+            # every record read has its outcome: judge them as the end of input would
+            and self.outcomes.policy_breach(final=True) is None
         ):
             self._emit_state(self._latest_state)
 
