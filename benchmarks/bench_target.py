@@ -216,7 +216,16 @@ class Run:
 
     @property
     def succeeded(self) -> int:
-        return int(self.state.get("target_carecycle", {}).get(STREAM, {}).get("succeeded", -1))
+        """Leads careCycle accepted (a dry run: would send), from the run summary event.
+
+        A dry run emits no STATE, so the counts come from the one `Run summary: {...}` line.
+        """
+        for line in reversed(self.log.splitlines()):
+            _, found, summary = line.partition("Run summary: ")
+            if found:
+                counts = json.loads(summary)["streams"].get(STREAM, {})
+                return int(counts.get("succeeded", counts.get("would_send", -1)))
+        return -1
 
 
 class Bench:

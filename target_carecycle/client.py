@@ -12,6 +12,7 @@ import ipaddress
 import logging
 import math
 import re
+import socket
 import ssl
 import sys
 import threading
@@ -514,6 +515,8 @@ class LeadUploadClient:
         self.requests_sent = 0
         self.unusable_ids = 0  # careCycle ids that were not identifiers, this run
         self._warned_unusable_ids = False
+        self.rate_limited = 0  # 429 answers waited out
+        self.retries = 0  # attempts repeated after a transient failure
         self._count_lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -594,9 +597,13 @@ class LeadUploadClient:
                 answer = self._post(payload, scrub)
             except _RateLimited as limited:
                 rate_waits += 1
+                with self._count_lock:
+                    self.rate_limited += 1
                 if rate_waits > MAX_RATE_LIMIT_WAITS:
                     raise DeliveryFailed(
-                        f"careCycle kept answering 429 after {MAX_RATE_LIMIT_WAITS} waits"
+                        f"careCycle kept answering 429 after {MAX_RATE_LIMIT_WAITS} waits (another "
+                        "run may share the key's budget: stagger the schedules or lower "
+                        "max_requests_per_minute)"
                     ) from None
                 wait = limited.retry_after if limited.retry_after is not None else next(delays)
                 logger.warning("careCycle rate limit hit (429): waiting %.1f s", wait)
@@ -608,6 +615,8 @@ class LeadUploadClient:
                         f"careCycle upload failed after {attempt} attempts: {problem}"
                     ) from None
                 wait = next(delays)
+                with self._count_lock:
+                    self.retries += 1
                 logger.warning(
                     "Upload attempt %d failed (%s); retrying in %.1f s", attempt, problem, wait
                 )
@@ -632,6 +641,118 @@ class LeadUploadClient:
         with self._count_lock:
             self.requests_sent += 1
         return _classify(response, url, scrub)
+
+
+@dataclass(frozen=True)
+class KeyCheck:
+    """What careCycle said to an upload of nothing, in one line.
+
+    Accepted: what careCycle answered. Not accepted: the cause and what to do.
+    """
+
+    accepted: bool
+    message: str
+
+
+# The one request the preflight check sends: careCycle refuses a bad key (401/403) before it
+# validates the body, and a valid key's empty upload fails validation (1 to 200 records), so
+# nothing can be created.
+EMPTY_UPLOAD = b'{"records": []}'
+
+
+def check_connection(settings: ClientSettings, *, with_key: bool) -> KeyCheck:
+    """The preflight check's network part: DNS, TLS, and (`with_key`) the key.
+
+    Sends at most one request and never a lead: `{"records": []}` with the key, or, without
+    one (a dry run's config), a HEAD of the base URL that carries no key. Every line is
+    scrubbed of the key and names the cause and what to do.
+    """
+    if problem := check_api_url(settings.api_url):
+        return KeyCheck(False, f"api_url: {problem}")
+    parts = urlsplit(settings.api_url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    where = f"{parts.scheme}://{host}:{port}"
+    client = LeadUploadClient(settings)
+    session = client._session()
+    if session.trust_env and requests.utils.get_environ_proxies(settings.upload_url):
+        pass  # a proxy resolves the name: a local lookup would prove nothing
+    else:
+        try:
+            socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (socket.gaierror, UnicodeError) as exc:
+            reason = getattr(exc, "strerror", None) or type(exc).__name__
+            return KeyCheck(False, f"cannot resolve {host} (DNS: {reason}): check api_url and DNS")
+    scrub = Scrubber(settings.api_key)
+    url = settings.upload_url
+    try:
+        if with_key:
+            response = session.post(
+                url, data=EMPTY_UPLOAD, timeout=settings.request_timeout, allow_redirects=False
+            )
+        else:
+            del session.headers["x-api-key"]
+            response = session.head(
+                settings.api_url, timeout=settings.request_timeout, allow_redirects=False
+            )
+    except requests.exceptions.SSLError as exc:
+        return KeyCheck(False, str(_tls_failure(exc, url, scrub)))
+    except requests.Timeout:
+        return KeyCheck(
+            False,
+            f"no answer from {where} within {settings.request_timeout:g} s: check api_url, "
+            "the network and any firewall, or try again",
+        )
+    except requests.RequestException as exc:
+        return KeyCheck(
+            False,
+            f"cannot connect to {where} ({type(exc).__name__}): check api_url, the network "
+            "and any proxy",
+        )
+    finally:
+        session.close()
+    if not with_key:
+        return KeyCheck(True, f"{where} reached over {parts.scheme.upper()}")
+    return _key_verdict(response, url, scrub)
+
+
+def _key_verdict(response: requests.Response, url: str, scrub: Scrubber) -> KeyCheck:
+    """Read careCycle's answer to an empty upload (see carecycle-api.md and EMPTY_UPLOAD)."""
+    status = response.status_code
+    answer = _json_body(response)
+    code = scrub(answer.get("code") or "", limit=60)
+    if status in (401, 403):
+        return KeyCheck(False, f"careCycle refused the API key (HTTP {status}): check api_key")
+    if answer.get("code") == "VALIDATION_ERROR":
+        return KeyCheck(
+            True, f"HTTP {status} VALIDATION_ERROR for an empty upload, a valid key's answer"
+        )
+    if 200 <= status < 300:
+        return KeyCheck(True, f"HTTP {status} for an empty upload")
+    if status == 404:
+        return KeyCheck(False, f"careCycle answered 404 NOT_FOUND for POST {url}: check api_url")
+    if 300 <= status < 400:
+        where = scrub(response.headers.get("Location", "?"))
+        return KeyCheck(False, f"careCycle redirected POST {url} to {where}: check api_url")
+    if status == 429:
+        wait = _retry_after(answer, response.headers)
+        later = f"in {wait:g} s" if wait is not None else "later"
+        return KeyCheck(
+            False,
+            f"careCycle answered 429 RATE_LIMIT_EXCEEDED: the key was not checked; try again "
+            f"{later} (another run may be using the key's budget)",
+        )
+    text = f"HTTP {status} {code}".strip()
+    if status >= 500:
+        return KeyCheck(
+            False, f"careCycle answered {text} (a server error): the key was not checked; try later"
+        )
+    message = scrub(answer.get("message") or "", limit=120)
+    return KeyCheck(
+        False,
+        f"careCycle answered {text} {message}".rstrip()
+        + ": neither a valid nor an invalid key's answer; check api_url",
+    )
 
 
 def _backoff_delays(settings: ClientSettings) -> Iterator[float]:
@@ -939,6 +1060,7 @@ __all__ = [
     "ClientSettings",
     "DeliveryFailed",
     "FatalApiError",
+    "KeyCheck",
     "LeadUploadClient",
     "RequestPacer",
     "Scrubber",
@@ -946,5 +1068,6 @@ __all__ = [
     "UploadDispatcher",
     "UploadInterrupted",
     "check_api_url",
+    "check_connection",
     "is_loopback_host",
 ]

@@ -3,7 +3,11 @@
 Every record the target receives ends in exactly one outcome, per stream:
 received = succeeded + failed + rejected + merged + skipped + unchanged + unsent (unsent only
 when a run stops early; unchanged: equal to what careCycle last acknowledged, so not sent).
+In a dry run `succeeded` is reported as `would_send`: nothing was sent.
 Logs name a record by stream, position and externalId, never by personal data.
+
+It also holds the failure policy (docs/failure-policy.md): which counts fail a run, and
+whether a STATE may leave the target yet.
 """
 
 from __future__ import annotations
@@ -11,9 +15,11 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 import stat
 import sys
 import time
+import uuid
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -29,12 +35,42 @@ from target_carecycle.serialization import dumps_json
 
 OUTCOMES = ("succeeded", "failed", "rejected", "merged", "skipped", "unchanged", "unsent")
 PROGRESS_INTERVAL_SECONDS = 30.0
+# `max_error_rate` is judged on a stream once this many of its records have an outcome that
+# says something about the data (earlier, a few bad records first would stop a good run);
+# a stream that ends with fewer is judged on all of them at the end.
+ERROR_RATE_MIN_RECORDS = 100
+# Per-record warnings (failed, rejected) logged one by one per reason; the rest are counted.
+WARNINGS_PER_REASON = 5
+# Reasons whose suppressed count gets its own line at the end; more are summed in one line.
+MAX_SUPPRESSED_REASON_LINES = 20
 
 logger = logging.getLogger("target-carecycle.outcomes")
 
 
 class TooManyRecordErrors(Exception):
-    """More records failed or were rejected than `max_record_errors` allows."""
+    """The failure policy fails the run (docs/failure-policy.md).
+
+    Too many records failed or were rejected, or a stream delivered nothing while its records
+    failed.
+    """
+
+
+class UncountedRecords(metrics.Counter):
+    """A `record_count` counter that never emits: the SDK's untagged count, silenced.
+
+    Each record is counted once, by RunOutcomes, tagged with its outcome; the SDK's own
+    untagged count of the same records would double every per-stream sum.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(metrics.Metric.RECORD_COUNT, {metrics.Tag.STREAM: stream})
+
+    def increment(self, value: int = 1) -> None:
+        """Count nothing."""
+        del value
+
+    def exit(self) -> None:
+        """Emit nothing."""
 
 
 @dataclass
@@ -57,6 +93,20 @@ class StreamTally:
         counts = {"received": self.received}
         counts.update({name: getattr(self, name) for name in OUTCOMES})
         return counts
+
+    @property
+    def judged(self) -> int:
+        """Records whose outcome says whether the data is usable (the error rate's base).
+
+        Merged and skipped records are left out: replaced by a newer version, or filtered by
+        the user's own settings, they say nothing about the mapping or the data.
+        """
+        return self.succeeded + self.unchanged + self.failed + self.rejected
+
+    @property
+    def held(self) -> int:
+        """Leads careCycle holds after this run: accepted (dry run: would send) or unchanged."""
+        return self.succeeded + self.unchanged
 
     @property
     def pending(self) -> int:
@@ -116,20 +166,32 @@ class RunOutcomes:
         reject_file: str | None = None,
         results_file: str | None = None,
         max_record_errors: int | None = None,
+        max_error_rate: float = 1.0,
         dry_run: bool = False,
+        run_id: str | None = None,
     ) -> None:
         self.tallies: dict[str, StreamTally] = {}
         self.dry_run = dry_run
         self.max_record_errors = max_record_errors
-        self._rejects = _JsonlFile("reject_file", reject_file) if reject_file else None
+        self.max_error_rate = float(max_error_rate)
+        started = datetime.now(timezone.utc)
+        self.run_started_at = started.isoformat(timespec="seconds")
+        # Names files ({run_id}): only filename-safe characters, never a path.
+        self.run_id = re.sub(r"[^A-Za-z0-9_-]", "", run_id or "")[:64] or uuid.uuid4().hex[:12]
+        placeholders = {"run_id": self.run_id, "started_at": started.strftime("%Y%m%dT%H%M%SZ")}
+        self.reject_path = _expand(reject_file, placeholders) if reject_file else None
+        results_path = _expand(results_file, placeholders) if results_file else None
+        self._rejects = _JsonlFile("reject_file", self.reject_path) if self.reject_path else None
         self._results = (
-            _JsonlFile("results_file", results_file) if results_file and not dry_run else None
+            _JsonlFile("results_file", results_path) if results_path and not dry_run else None
         )
-        self.run_started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self._counters: dict[tuple[str, str], metrics.Counter] = {}
         self._started = time.monotonic()
         self._last_progress = self._started
-        self.errors = 0
+        self._warned: Counter[tuple[str, str]] = Counter()
+        # The outcome accepted leads are counted under in metrics and summaries: a dry run
+        # never calls anything `succeeded`.
+        self.sent_outcome = "would_send" if dry_run else "succeeded"
 
     def tally(self, stream: str) -> StreamTally:
         """The counts for `stream` (created on first use)."""
@@ -197,7 +259,7 @@ class RunOutcomes:
         can be matched to exactly one outcome (results file, reject file, merged log line).
         """
         self.tally(stream).succeeded += 1
-        self._count(stream, "succeeded")
+        self._count(stream, self.sent_outcome)
         if self._results is not None:
             receipt: dict[str, Any] = {
                 "run": self.run_started_at,
@@ -227,15 +289,16 @@ class RunOutcomes:
         tally = self.tally(stream)
         tally.reasons[reason] += 1
         self._count(stream, status)
-        self.errors += 1
-        logger.warning(
-            "Lead %s: stream=%s position=%d externalId=%s reason=%s",
-            status,
-            printable(stream),
-            position,
-            printable(external_id),
-            printable(reason),
-        )
+        self._warned[(status, reason)] += 1
+        if self._warned[(status, reason)] <= WARNINGS_PER_REASON:
+            logger.warning(
+                "Lead %s: stream=%s position=%d externalId=%s reason=%s",
+                status,
+                printable(stream),
+                position,
+                printable(external_id),
+                printable(reason),
+            )
         if self._rejects is not None:
             self._rejects.write(
                 {
@@ -249,13 +312,70 @@ class RunOutcomes:
                 }
             )
 
-    def check_error_limit(self) -> None:
-        """Raise TooManyRecordErrors once failed + rejected exceeds `max_record_errors`."""
-        if self.max_record_errors is not None and self.errors > self.max_record_errors:
-            raise TooManyRecordErrors(
-                f"{self.errors} records failed or were rejected, more than "
-                f"max_record_errors={self.max_record_errors}: stopping"
+    def check_error_limit(self, *, final: bool = False) -> None:
+        """Raise TooManyRecordErrors when the failure policy fails the run.
+
+        Mid-run (`final` false): `max_record_errors`, and `max_error_rate` once at least
+        ERROR_RATE_MIN_RECORDS records are judged. At the end (`final`): the rate over the
+        whole run whatever its size, and the "nothing delivered" rule.
+        """
+        breach = self.policy_breach(final=final)
+        if breach is not None:
+            raise TooManyRecordErrors(breach)
+
+    def policy_breach(self, *, final: bool) -> str | None:
+        """Why the failure policy fails the run now (one line, no record value), or None."""
+        bad, judged, held, pending = self._policy_counts()
+        if self.max_record_errors is not None and bad > self.max_record_errors:
+            return (
+                f"{bad} records failed or were rejected, more than "
+                f"max_record_errors={self.max_record_errors}"
             )
+        if not bad:
+            return None
+        if final and not held:
+            verb = "would have sent" if self.dry_run else "accepted"
+            return (
+                f"{bad} records failed or were rejected and careCycle {verb} none of this "
+                "run's leads (nothing delivered)"
+            )
+        # Leads still waiting for careCycle's answer count in the base (as not failed yet):
+        # rejections are known at once, acceptances only when a batch comes back, so a rate
+        # over settled records alone would overstate the errors of every healthy run.
+        base = judged + pending
+        if (final or judged >= ERROR_RATE_MIN_RECORDS) and bad / base > self.max_error_rate:
+            return (
+                f"{bad} of {base} records ({bad / base:.0%}) failed or were rejected, "
+                f"more than max_error_rate={self.max_error_rate:g}{self._worst_stream()}"
+            )
+        return None
+
+    def _worst_stream(self) -> str:
+        """`; most in stream 'x' (n of m)` when the run has several streams, else ""."""
+        if len(self.tallies) < 2:
+            return ""
+        stream, tally = max(self.tallies.items(), key=lambda kv: kv[1].failed + kv[1].rejected)
+        return f"; most in stream '{stream}' ({tally.failed + tally.rejected} of {tally.judged})"
+
+    def state_may_pass(self) -> bool:
+        """False while the run has failed or rejected records and nothing careCycle holds.
+
+        A STATE emitted then would move the tap's bookmark past records that fail the run at
+        its end (the "nothing delivered" rule); it is held until a lead is accepted (or found
+        unchanged), and never emitted if the run fails.
+        """
+        bad, _, held, _ = self._policy_counts()
+        return bool(held) or not bad
+
+    def _policy_counts(self) -> tuple[int, int, int, int]:
+        """(failed + rejected, judged, held, pending) over every stream (runs per record)."""
+        bad = judged = held = pending = 0
+        for tally in self.tallies.values():
+            bad += tally.failed + tally.rejected
+            judged += tally.judged
+            held += tally.held
+            pending += tally.pending
+        return bad, judged, held, pending
 
     def _count(self, stream: str, outcome: str, value: int = 1) -> None:
         counter = self._counters.get((stream, outcome))
@@ -281,8 +401,9 @@ class RunOutcomes:
         totals = self.totals()
         rate = totals.succeeded / max(now - self._started, 1e-9)
         logger.info(
-            "Progress: %d leads sent, %d unchanged, %d failed, %d rejected, %.0f leads/s",
+            "Progress: %d leads %s, %d unchanged, %d failed, %d rejected, %.0f leads/s",
             totals.succeeded,
+            "would be sent" if self.dry_run else "sent",
             totals.unchanged,
             totals.failed,
             totals.rejected,
@@ -300,13 +421,15 @@ class RunOutcomes:
             total.reasons.update(tally.reasons)
         return total
 
-    def summary_lines(self, requests: int = 0) -> list[str]:
+    def summary_lines(self, requests: int = 0, facts: str | None = None) -> list[str]:
         """The end-of-run summary: per stream counts, omitted fields and the top reasons."""
         seconds = time.monotonic() - self._started
         sent = "would send" if self.dry_run else "succeeded"
         head = "target-carecycle summary" + (" (dry run: nothing was sent)" if self.dry_run else "")
         lines = [f"{head}, {seconds:.1f} s, {requests} upload requests"]
         # Stream names and reasons come from the input: printed escaped, one line each.
+        if facts:
+            lines.append(f"  {facts}")
         for stream, tally in sorted(self.tallies.items()):
             lines.append(f"  {printable(stream)}: " + _counts_text(tally, sent))
             if tally.omitted:
@@ -323,11 +446,64 @@ class RunOutcomes:
             lines.append("  all streams: " + _counts_text(self.totals(), sent))
         return lines
 
-    def print_summary(self, requests: int = 0, stream: IO[str] | None = None) -> None:
+    def print_summary(
+        self, requests: int = 0, stream: IO[str] | None = None, facts: str | None = None
+    ) -> None:
         """Write the summary to stderr."""
         out = stream or sys.stderr
-        out.write("\n".join(self.summary_lines(requests)) + "\n")
+        out.write("\n".join(self.summary_lines(requests, facts)) + "\n")
         out.flush()
+
+    def log_suppressed_warnings(self) -> None:
+        """One line per reason whose records were not all logged: how many, and where they are."""
+        where = (
+            f"all are in the reject file {self.reject_path}"
+            if self.reject_path
+            else "set reject_file to keep every one"
+        )
+        suppressed = [
+            (count - WARNINGS_PER_REASON, status, reason)
+            for (status, reason), count in self._warned.items()
+            if count > WARNINGS_PER_REASON
+        ]
+        suppressed.sort(key=lambda item: -item[0])
+        for count, status, reason in suppressed[:MAX_SUPPRESSED_REASON_LINES]:
+            logger.warning(
+                "Lead %s: %d more records with reason=%s were not logged one by one; %s",
+                status,
+                count,
+                reason,
+                where,
+            )
+        rest = suppressed[MAX_SUPPRESSED_REASON_LINES:]
+        if rest:
+            logger.warning(
+                "%d more failed or rejected records (%d other reasons) were not logged one by "
+                "one; %s",
+                sum(count for count, _, _ in rest),
+                len(rest),
+                where,
+            )
+
+    def summary_event(self, **fields: Any) -> dict[str, Any]:
+        """The run's summary as one JSON object: per stream every outcome, plus `fields`."""
+        return {
+            "run_id": self.run_id,
+            "dry_run": self.dry_run,
+            "duration_seconds": round(time.monotonic() - self._started, 3),
+            **fields,
+            "streams": {
+                stream: self._reported_counts(tally)
+                for stream, tally in sorted(self.tallies.items())
+            },
+            "totals": self._reported_counts(self.totals()),
+        }
+
+    def _reported_counts(self, tally: StreamTally) -> dict[str, int]:
+        return {
+            (self.sent_outcome if name == "succeeded" else name): count
+            for name, count in tally.as_state().items()
+        }
 
     def close(self) -> None:
         """Flush metrics and close the files."""
@@ -336,6 +512,13 @@ class RunOutcomes:
         for handle in (self._rejects, self._results):
             if handle is not None:
                 handle.close()
+
+
+def _expand(path: str, placeholders: Mapping[str, str]) -> str:
+    """`path` with each `{name}` placeholder replaced (settings.py refuses unknown names)."""
+    for name, value in placeholders.items():
+        path = path.replace("{" + name + "}", value)
+    return path
 
 
 def _refusal(setting: str, path: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import difflib
 import hashlib
 import json
@@ -32,6 +33,7 @@ from target_carecycle.client import (
     check_api_url,
 )
 from target_carecycle.mapping import MappingConfigError, StreamSettings, parse_streams_setting
+from target_carecycle.printable import printable
 from target_carecycle.store import STORE_OFF, Account, location_problem
 
 ENV_PREFIX = "TARGET_CARECYCLE_"
@@ -43,6 +45,13 @@ DEFAULT_API_URL = "https://api.carecycle.ai"
 MAX_CONCURRENT_REQUESTS_LIMIT = 32
 # An hour: beyond it a wait is a hang, not a slow answer (and 1e300 s overflows the clock).
 MAX_REQUEST_TIMEOUT = 3600
+# The failure policy (docs/failure-policy.md): a run fails once more than half of its judged
+# records failed or were rejected. The demo's deliberately messy data rejects 7-8%; a
+# misnamed phone column rejects 100%.
+DEFAULT_MAX_ERROR_RATE = 0.5
+# Placeholders `reject_file` and `results_file` may hold (one file per run).
+FILE_PLACEHOLDERS = ("run_id", "started_at")
+# Hex characters of SHA-256(api_key) that name the key in logs: enough to tell keys apart.
 KEY_FINGERPRINT_CHARS = 12
 TRUE_SPELLINGS = frozenset({"true", "yes", "on", "1"})
 FALSE_SPELLINGS = frozenset({"false", "no", "off", "0"})
@@ -134,7 +143,8 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
         description=(
             "Path of a JSONL file (mode 0600, appended to; never opened through a "
             "symlink; folders it needs are created 0700) with one line per failed or "
-            "rejected record: stream, position, externalId, status, reason, record."
+            "rejected record: stream, position, externalId, status, reason, record. "
+            "`{run_id}` and `{started_at}` in the path make one file per run."
         ),
     ),
     th.Property(
@@ -142,7 +152,8 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
         th.StringType,
         description=(
             "Path of a JSONL receipt (mode 0600, never opened through a symlink): "
-            "careCycle's `id` for each uploaded externalId."
+            "careCycle's `id` for each uploaded externalId. `{run_id}` and `{started_at}` "
+            "in the path make one file per run."
         ),
     ),
     th.Property(
@@ -151,6 +162,16 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
         description=(
             "Stop the run (exit 1) once more than this many records failed or were "
             "rejected (0 or more). Default: no limit."
+        ),
+    ),
+    th.Property(
+        "max_error_rate",
+        th.NumberType(minimum=0, maximum=1),
+        default=DEFAULT_MAX_ERROR_RATE,
+        description=(
+            "Fail the run (exit 1, no further STATE) once more than this fraction (0 to 1) "
+            "of its records failed or were rejected, judged from 100 records on (or on the "
+            "whole run at its end). 1 turns it off. See docs/failure-policy.md."
         ),
     ),
     th.Property(
@@ -271,6 +292,8 @@ class RunSettings:
     destination: str = ""
     destination_is_default: bool = True
     key_fingerprint: str | None = None
+    api_url: str = DEFAULT_API_URL
+    per_stream_source_ids: bool = False
 
     @property
     def uses_sync_store(self) -> bool:
@@ -280,6 +303,14 @@ class RunSettings:
     def source_of(self, setting: str) -> str:
         """`config file`, `environment`, `config file and environment`, or `default`."""
         return self.sources.get(setting, "default")
+
+    @property
+    def source_description(self) -> str:
+        """`source_id` as a log shows it: the default, "per stream", or "none"."""
+        if self.default_source_id:
+            suffix = " (streams may override)" if self.per_stream_source_ids else ""
+            return printable(self.default_source_id) + suffix
+        return "per stream" if self.per_stream_source_ids else "none"
 
     @classmethod
     def from_config(
@@ -322,6 +353,8 @@ class RunSettings:
             destination=destination(config.get("api_url")),
             destination_is_default=not config.get("api_url"),
             key_fingerprint=key_fingerprint(config.get("api_key")),
+            api_url=config.get("api_url") or DEFAULT_API_URL,
+            per_stream_source_ids=_streams_name_a_source(config.get("streams")),
         )
 
 
@@ -537,6 +570,11 @@ def setting_errors(config: Mapping[str, Any]) -> list[str]:
     sync_store = config.get("sync_store")
     if isinstance(sync_store, str) and (problem := location_problem(sync_store)):
         errors.append(problem)
+    for setting in ("reject_file", "results_file"):
+        path = config.get(setting)
+        if isinstance(path, str) and (problem := file_placeholder_problem(setting, path)):
+            errors.append(problem)
+    errors += stream_map_syntax_errors(config.get("stream_maps"))
     return errors
 
 
@@ -732,3 +770,56 @@ def _describe(error: ValidationError) -> str:
     if rule == "required":
         return f"{where}: {error.message}"
     return f"{where}: invalid ({rule})"
+
+
+def _streams_name_a_source(streams: Any) -> bool:
+    """True when some stream's mapping sets its own `source_id`."""
+    if not isinstance(streams, Mapping):
+        return False
+    return any(isinstance(s, Mapping) and s.get("source_id") for s in streams.values())
+
+
+# Keys of a stream map whose values are names or lists, not expressions.
+_STREAM_MAP_NON_EXPRESSIONS = frozenset({"__alias__", "__source__", "__key_properties__"})
+
+
+def stream_map_syntax_errors(stream_maps: Any) -> list[str]:
+    """Each stream-map expression that cannot parse, named by its setting path.
+
+    The SDK parses them only when the stream's SCHEMA arrives, mid-run; parsing them the same
+    way (`ast.parse`, one expression) here stops a run, or `--check`, before any input.
+    """
+    errors: list[str] = []
+    if not isinstance(stream_maps, Mapping):
+        return errors
+    for stream, properties in stream_maps.items():
+        if not isinstance(properties, Mapping):
+            continue
+        for name, expression in properties.items():
+            if name in _STREAM_MAP_NON_EXPRESSIONS or not isinstance(expression, str):
+                continue
+            if expression == "__NULL__":
+                continue
+            try:
+                parsed = ast.parse(expression).body
+            except (SyntaxError, ValueError):
+                parsed = []
+            if not parsed:
+                errors.append(
+                    f"stream_maps.{printable(str(stream), 80)}.{printable(str(name), 80)}: "
+                    "the expression does not parse"
+                )
+    return errors
+
+
+def file_placeholder_problem(setting: str, path: str) -> str | None:
+    """Why a `reject_file`/`results_file` path's braces are unusable, or None.
+
+    Only `{run_id}` and `{started_at}` are placeholders; any other brace is refused, so a
+    misspelt placeholder never becomes part of a file name that every run appends to.
+    """
+    rest = re.sub(r"\{(?:" + "|".join(FILE_PLACEHOLDERS) + r")\}", "", path)
+    if "{" in rest or "}" in rest:
+        allowed = " and ".join("{" + name + "}" for name in FILE_PLACEHOLDERS)
+        return f"{setting}: the only placeholders are {allowed} (no other braces)"
+    return None

@@ -5,11 +5,14 @@ Settings (schema, checks, RunSettings) live in `settings.py`.
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 import threading
 from types import FrameType
 from typing import Any, ClassVar
 
+import click
 from singer_sdk.exceptions import ConfigValidationError, MappingError
 from singer_sdk.helpers._classproperty import classproperty
 from singer_sdk.helpers.capabilities import CapabilitiesEnum, PluginCapabilities
@@ -19,14 +22,22 @@ from singer_sdk.target_base import Target
 from target_carecycle.client import (
     MAX_BATCH_SIZE,
     CareCycleError,
+    DeliveryFailed,
     LeadUploadClient,
     UploadDispatcher,
 )
+from target_carecycle.fatal import StreamMapFailed, log_fatal, stream_map_failure
 from target_carecycle.mapping import MappingConfigError
 from target_carecycle.outcomes import OutputFileError, RunOutcomes, TooManyRecordErrors
-from target_carecycle.printable import escape_log_handlers, printable
+from target_carecycle.preflight import run_check
+from target_carecycle.printable import escape_log_handlers
 from target_carecycle.setting_sources import ResolvedSettings, provenance_line, resolve_settings
-from target_carecycle.settings import CONFIG_SCHEMA, RunSettings, check_config
+from target_carecycle.settings import (
+    CONFIG_SCHEMA,
+    DEFAULT_MAX_ERROR_RATE,
+    RunSettings,
+    check_config,
+)
 from target_carecycle.singer_input import (
     InputLineError,
     LineCountingReader,
@@ -93,6 +104,7 @@ class TargetCareCycle(Target):
         config: dict[str, Any] | None = None,
         parse_env_config: bool = False,
         validate_config: bool = True,
+        check_only: bool = False,
     ) -> None:
         self._stop = threading.Event()
         self._guard = _SignalGuard()
@@ -113,12 +125,18 @@ class TargetCareCycle(Target):
         self.max_parallelism = 1  # one thread hands batches to the dispatcher, which overlaps them
         self.settings = RunSettings.from_config(self.config, self._resolved.sources)
         self.logger.info("%s", provenance_line(self._resolved.sources))
+        max_error_rate = self.config.get("max_error_rate")
         self.outcomes = RunOutcomes(
-            reject_file=self.config.get("reject_file"),
-            results_file=self.config.get("results_file"),
+            # --check creates no file: it only reads the settings.
+            reject_file=None if check_only else self.config.get("reject_file"),
+            results_file=None if check_only else self.config.get("results_file"),
             max_record_errors=self.config.get("max_record_errors"),
+            max_error_rate=DEFAULT_MAX_ERROR_RATE if max_error_rate is None else max_error_rate,
             dry_run=self.settings.dry_run,
+            run_id=os.environ.get("MELTANO_RUN_ID"),
         )
+        self._input_done = False  # set once the last line was read: the next STATE is the last
+        self._states_emitted = 0
         self._client: LeadUploadClient | None = None
         self._dispatcher: UploadDispatcher | None = None
         self.sync_store: SyncStore | None = None
@@ -178,7 +196,12 @@ class TargetCareCycle(Target):
     @override
     def _process_schema_message(self, message_dict: dict[str, Any]) -> None:
         """Register the stream, then decide whether its records may take the lean path."""
-        super()._process_schema_message(message_dict)
+        try:
+            super()._process_schema_message(message_dict)
+        except MappingError as exc:
+            stream = message_dict.get("stream")
+            failure = stream_map_failure(stream, exc, self.config.get("stream_maps"))
+            raise (failure or exc) from exc
         stream = message_dict["stream"]
         self._lean_sinks.pop(stream, None)
         # A SCHEMA may replace another stream's sink too (a stream map aliasing it onto that
@@ -227,14 +250,21 @@ class TargetCareCycle(Target):
         sink = self._lean_sinks.get(stream)
         if sink is None:
             received = self._records_received()
-            super()._process_record_message(message_dict)
+            try:
+                super()._process_record_message(message_dict)
+            except RunInterrupted:
+                raise  # a stop signal, wherever it landed (even inside an expression)
+            except Exception as exc:
+                failure = stream_map_failure(stream, exc, self.config.get("stream_maps"))
+                if failure is None:
+                    raise
+                raise failure from exc
             if self._records_received() == received:  # a stream map filtered it out
                 self._skip_filtered(stream)
             return
         sink.prepare_plain_record(record)
         sink.tally_record_read()
-        sink.process_record(record, {})
-        sink.record_counter_metric.increment()
+        sink.process_record(record, {})  # counted once, with its outcome (outcomes.py)
         if sink.is_full:
             self.drain_one(sink)
         self._records_since_age_check += 1
@@ -328,18 +358,42 @@ class TargetCareCycle(Target):
 
     def process_endofpipe(self) -> None:
         """Drain every sink, then wait for the last batches even when no STATE came."""
+        self._input_done = True
         super().process_endofpipe()
         self.wait_for_deliveries()
 
     # Private SDK method: the one place a STATE leaves the target. Singer's promise (no STATE
-    # before every record ahead of it is delivered) needs a wait here, and the counts ride along.
-    # No public hook wraps state emission; remove if the SDK adds one.
+    # before every record ahead of it is delivered) needs a wait here, the failure policy is
+    # judged here, and the counts ride along. No public hook wraps state emission; remove if
+    # the SDK adds one.
     @override
     def _write_state_message(self, state: dict[str, Any]) -> None:
-        """Emit the tap's state, plus this run's counts, once every earlier batch landed."""
+        """Emit the tap's state, plus this run's counts, once every earlier batch landed.
+
+        Mid-run, raises TooManyRecordErrors when the failure policy fails the run. At the end
+        of input a run the policy fails emits no STATE (`run` reports it once `listen` is
+        done), so the tap re-reads these records next time.
+        """
         self.wait_for_deliveries()
-        with_metrics = {**state, "target_carecycle": self.outcomes.state_metrics()}
-        super()._write_state_message(with_metrics)
+        if not self._input_done:
+            self.outcomes.check_error_limit()
+        elif self.outcomes.policy_breach(final=True) is not None:
+            return
+        self._emit_state(state)
+
+    def _emit_state(self, state: dict[str, Any]) -> None:
+        """Write a STATE unless it would move a bookmark it must not (see docs/failure-policy.md).
+
+        A dry run never emits one (nothing was sent); a STATE is held back while the run has
+        failed or rejected records and no lead careCycle holds (the latest one goes out with
+        the next drain once a lead is accepted, and none if the run fails).
+        """
+        if self.settings.dry_run:
+            return
+        if not self.outcomes.state_may_pass():
+            return
+        super()._write_state_message({**state, "target_carecycle": self.outcomes.state_metrics()})
+        self._states_emitted += 1
 
     # Signals
 
@@ -390,46 +444,160 @@ class TargetCareCycle(Target):
         try:
             self.open_sync_store()
         except SyncStoreError as exc:
-            sys.stderr.write(f"target-carecycle: {exc}\n")
+            log_fatal(f"{exc}")
             self.outcomes.close()
             return 1
+        self.logger.info("%s", self.run_facts(), extra={"run_facts": self.run_facts_fields()})
         code = 0
         try:
             self.listen(file_input)
+            self.outcomes.check_error_limit(final=True)  # also when no STATE came at all
         except RunInterrupted as stop:
             self.logger.warning(
                 "Received signal %d: stopping without reading more input", stop.signum
             )
             code = EXIT_SIGNAL_BASE + stop.signum
             self._settle_after_stop(may_emit_state=True)
-        except (CareCycleError, TooManyRecordErrors) as exc:
-            self.logger.error("Run failed: %s", exc)
+        except TooManyRecordErrors as exc:
+            log_fatal(
+                f"the run failed on the failure policy: {exc}; fix the mapping or the data "
+                f"({self._where_rejects_are()}) and run again: the tap re-reads the records "
+                "after the last STATE emitted"
+            )
+            code = 1
+            self._settle_after_stop(may_emit_state=False)
+        except DeliveryFailed as exc:
+            log_fatal(
+                f"run failed: {exc}; run again later: the tap re-reads the records after the "
+                "last STATE emitted, and what careCycle did not acknowledge is sent again"
+            )
+            code = 1
+            self._settle_after_stop(may_emit_state=False)
+        except CareCycleError as exc:
+            log_fatal(f"run failed: {exc}")
             code = 1
             self._settle_after_stop(may_emit_state=False)
         except InputLineError as exc:
-            self._report_stop(str(exc))
+            log_fatal(
+                f"{exc}; the input cannot be used: fix the tap or its data and run again "
+                "(nothing after this line was read)"
+            )
+            code = 1
+            self._settle_after_stop(may_emit_state=False)
+        except StreamMapFailed as exc:
+            log_fatal(f"{self._line_reached()}{exc}")
             code = 1
             self._settle_after_stop(may_emit_state=False)
         except MappingError as exc:  # the message may quote a record: name the kind only
             self.logger.debug("stream_maps failed", exc_info=True)
             where = self._line_reached()
-            self._report_stop(f"{where}stream_maps cannot be applied ({type(exc).__name__})")
+            log_fatal(
+                f"{where}stream_maps cannot be applied ({type(exc).__name__}): check stream_maps"
+            )
             code = 1
             self._settle_after_stop(may_emit_state=False)
         except Exception as exc:  # a problem no check foresaw: still settle and account
             self.logger.debug("Unexpected error", exc_info=True)
             where = self._line_reached()
-            self._report_stop(f"{where}unexpected error ({type(exc).__name__})")
+            log_fatal(
+                f"{where}unexpected error ({type(exc).__name__}); "
+                "TARGET_CARECYCLE_LOGLEVEL=DEBUG logs its traceback"
+            )
             code = 1
             self._settle_after_stop(may_emit_state=False)
         finally:
-            self.outcomes.print_summary(self._client.requests_sent if self._client else 0)
-            self.outcomes.close()
-            if self._dispatcher is not None:
-                self._dispatcher.close()
-            if self.sync_store is not None:
-                self.sync_store.close()
+            self._report_end(code)
         return code
+
+    def run_facts(self) -> str:
+        """Where this run's leads go, in one line (the start line, and in the summary)."""
+        fields = self.run_facts_fields()
+        mode = "DRY RUN (nothing is sent)" if self.settings.dry_run else "LIVE"
+        key = f"key sha256:{fields['key_fingerprint']}" if fields["key_fingerprint"] else "no key"
+        pace = (
+            f"pace {fields['requests_per_minute']} requests/min, "
+            f"{fields['max_concurrent_requests']} concurrent"
+            if not self.settings.dry_run
+            else "no requests"
+        )
+        return (
+            f"Run {self.outcomes.run_id}: {mode} to {fields['destination']} with {key}, "
+            f"source_id {fields['source_id']}, sync store {fields['sync_store']}, {pace}"
+        )
+
+    def run_facts_fields(self) -> dict[str, Any]:
+        """The start line's facts as fields (never the key, never a store password)."""
+        settings = self.settings
+        if self.sync_store is not None:
+            store = self.sync_store.describe()
+        elif settings.sync_store == STORE_OFF:
+            store = "off"
+        else:
+            store = "not consulted (dry run without api_key)"
+        client = settings.client
+        return {
+            "run_id": self.outcomes.run_id,
+            "dry_run": settings.dry_run,
+            "destination": settings.destination,
+            "key_fingerprint": settings.key_fingerprint,
+            "source_id": settings.source_description,
+            "sync_store": store,
+            "requests_per_minute": client.max_requests_per_minute if client else None,
+            "max_concurrent_requests": client.max_concurrent_requests if client else None,
+        }
+
+    def _where_rejects_are(self) -> str:
+        path = self.outcomes.reject_path
+        return (
+            f"the reject file {path} has every record and reason"
+            if path
+            else ("set reject_file to keep every failed or rejected record with its reason")
+        )
+
+    def _report_end(self, code: int) -> None:
+        """The summary (human and structured), what became of STATE, then close everything."""
+        client = self._client
+        requests = client.requests_sent if client else 0
+        self.outcomes.log_suppressed_warnings()
+        self.outcomes.print_summary(requests, facts=self.run_facts())
+        event = self.outcomes.summary_event(
+            exit_code=code,
+            requests=requests,
+            rate_limited_429=client.rate_limited if client else 0,
+            retries=client.retries if client else 0,
+            states_emitted=self._states_emitted,
+            **{k: v for k, v in self.run_facts_fields().items() if k not in ("run_id", "dry_run")},
+        )
+        self.logger.info(
+            "Run summary: %s",
+            json.dumps(event, separators=(",", ":")),
+            extra={"run_summary": event},
+        )
+        self._log_state_outcome(code)
+        self.outcomes.close()
+        if self._dispatcher is not None:
+            self._dispatcher.close()
+        if self.sync_store is not None:
+            self.sync_store.close()
+
+    def _log_state_outcome(self, code: int) -> None:
+        """Say which STATE this run left behind, so the next run's starting point is known."""
+        if self.settings.dry_run:
+            self.logger.info(
+                "Dry run: no STATE was emitted, so the tap's bookmark does not move and a real "
+                "run reads these records again"
+            )
+        elif code != 0 and self._states_emitted == 0:
+            self.logger.info(
+                "No STATE was emitted in this run: the tap's bookmark stays where the last "
+                "successful run left it"
+            )
+        elif code != 0:
+            self.logger.info(
+                "%d STATE messages were emitted before the run stopped; the last one covers "
+                "only records read before it, so the next run re-reads everything after it",
+                self._states_emitted,
+            )
 
     def _line_reached(self) -> str:
         reader = self.message_reader
@@ -437,17 +605,12 @@ class TargetCareCycle(Target):
             return ""
         return f"line {reader.line_number}: " if reader.line_number else ""
 
-    def _report_stop(self, reason: str) -> None:
-        """One line on stderr saying why the run stops (tracebacks only at debug level)."""
-        sys.stderr.write(f"{self.name}: {printable(reason, backslash=False)}\n")
-        sys.stderr.flush()
-
     def _settle_after_stop(self, *, may_emit_state: bool) -> None:
         """After a stop: record what in-flight batches achieved, count the rest as unsent.
 
         After a signal the last STATE is emitted when every record received has its outcome
-        (it is true then); after a failure none is, so a re-run starts where the last one
-        that finished left off.
+        (it is true then) and the failure policy lets it pass; after a failure none is, so a
+        re-run starts where the last one that finished left off.
         """
         self._stop.set()
         if self._dispatcher is not None:
@@ -458,10 +621,32 @@ class TargetCareCycle(Target):
         for sink in [*self._sinks_active.values(), *self._sinks_to_clear]:
             if isinstance(sink, CareCycleSink):
                 sink.abandon_pending()
-        if may_emit_state and self._latest_state and self.outcomes.all_settled():
-            super()._write_state_message(
-                {**self._latest_state, "target_carecycle": self.outcomes.state_metrics()}
+        if (
+            may_emit_state
+            and self._latest_state
+            and self.outcomes.all_settled()
+            # every record read has its outcome: judge them as the end of input would
+            and self.outcomes.policy_breach(final=True) is None
+        ):
+            self._emit_state(self._latest_state)
+
+    @classmethod
+    def get_singer_command(cls) -> click.Command:
+        """The SDK's command, plus `--check` (a preflight check that reads no input)."""
+        command = super().get_singer_command()
+        command.params.append(
+            click.Option(
+                ["--check"],
+                is_flag=True,
+                default=False,
+                help=(
+                    "Check the settings, the URL, DNS, TLS and the API key (an upload of no "
+                    "records), print one line and exit: 0 when the key is accepted. Reads no "
+                    "input and sends no lead."
+                ),
             )
+        )
+        return command
 
     @classmethod
     def invoke(  # type: ignore[override]
@@ -471,28 +656,31 @@ class TargetCareCycle(Target):
         about_format: str | None = None,
         config: Any = None,
         file_input: Any = None,
+        check: bool = False,
     ) -> None:
-        """CLI entry: --about, or a run that exits with a meaningful code."""
+        """CLI entry: --about, --check, or a run that exits with a meaningful code."""
         if about:
             cls.print_about(about_format)
             sys.exit(0)
         escape_log_handlers()  # the SDK's own lines name streams too: none forges a line
-        cls.print_version(print_fn=cls.logger.info)
+        if not check:
+            cls.print_version(print_fn=cls.logger.info)
         try:
             target = cls(
                 config=config.config if config else None,
                 validate_config=True,
                 parse_env_config=bool(config and config.parse_env),
+                check_only=check,
             )
         except ConfigValidationError as exc:
-            reasons = printable("; ".join(exc.errors), backslash=False)  # names a key as typed
-            sys.stderr.write(f"target-carecycle: invalid config: {reasons}\n")
+            log_fatal(f"invalid config: {'; '.join(exc.errors)}")  # names a key as typed
             sys.exit(1)
         except (MappingConfigError, OutputFileError) as exc:
-            sys.stderr.write(
-                f"target-carecycle: invalid config: {printable(exc, backslash=False)}\n"
-            )
+            log_fatal(f"invalid config: {exc}")
             sys.exit(1)
+        if check:
+            timeout = target.config.get("request_timeout")
+            sys.exit(run_check(target.settings, target.config.get("api_key"), timeout))
         sys.exit(target.run(file_input))
 
 
@@ -500,7 +688,8 @@ def main() -> None:
     """The `target-carecycle` command: the SDK's CLI, with an unreadable --config as one line.
 
     The SDK reads --config files while parsing arguments, before any hook of ours runs, and a
-    file that is missing or not JSON ends there in a traceback.
+    file that is missing or not JSON ends there in a traceback. Logging is configured by the
+    time it does (accessing `cli` sets up the SDK's console logging).
     """
     command = TargetCareCycle.cli
     try:
@@ -508,11 +697,9 @@ def main() -> None:
     except ValueError as exc:  # json's and simplejson's JSONDecodeError
         line, column = getattr(exc, "lineno", None), getattr(exc, "colno", None)
         where = f" at line {line} column {column}" if isinstance(line, int) else ""
-        sys.stderr.write(f"target-carecycle: invalid config: a --config file is not JSON{where}\n")
+        log_fatal(f"invalid config: a --config file is not JSON{where}")
         sys.exit(1)
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
-        sys.stderr.write(
-            f"target-carecycle: invalid config: a --config file cannot be read ({reason})\n"
-        )
+        log_fatal(f"invalid config: a --config file cannot be read ({reason})")
         sys.exit(1)

@@ -31,6 +31,34 @@ class TargetRun:
         """The STATE values the target emitted, in order."""
         return [json.loads(line) for line in self.stdout.splitlines() if line.strip()]
 
+    @property
+    def summary(self) -> dict[str, Any]:
+        """The run's structured summary (the JSON of its one `Run summary: ` log line)."""
+        found = [line for line in self.stderr.splitlines() if " | Run summary: {" in line]
+        assert len(found) == 1, self.stderr[-3000:]
+        parsed: dict[str, Any] = json.loads(found[0].split(" | Run summary: ", 1)[1])
+        return parsed
+
+
+def fatal_lines(stderr: str) -> list[str]:
+    """The lines saying why a run could not go on: logged at ERROR or CRITICAL, each from its
+    `target-carecycle: ` on (the SDK's console format puts time, level and logger first)."""
+    found = []
+    for line in stderr.splitlines():
+        parts = line.split(" | ", 3)
+        if len(parts) != 4 or parts[1].strip() not in ("ERROR", "CRITICAL"):
+            continue
+        if parts[3].startswith("target-carecycle: "):
+            found.append(parts[3])
+    return found
+
+
+def stop_line(stderr: str) -> str:
+    """The one fatal line of a run that stopped (see `fatal_lines`)."""
+    lines = fatal_lines(stderr)
+    assert len(lines) == 1, stderr[-3000:]
+    return lines[0]
+
 
 def target_config(sandbox: RunningSandbox, **overrides: Any) -> dict[str, Any]:
     """A config pointing the target at `sandbox`, with fast retries for tests."""

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from target_runner import TARGET_EXE, run_target, target_config
+from target_runner import TARGET_EXE, run_target, stop_line, target_config
 
 from target_carecycle.sandbox.samples import LEAD_SCHEMA, phone_for
 
@@ -174,10 +174,9 @@ def test_an_unreadable_batch_file_stops_the_run_naming_it(tmp_path, sandbox, cas
     ]
     run = run_target(tmp_path, target_config(sandbox), lines)
     assert run.returncode == 1
-    stop = [line for line in run.stderr.splitlines() if line.startswith("target-carecycle: ")]
-    assert len(stop) == 1, run.stderr[-3000:]
-    assert stop[0].startswith("target-carecycle: line 3: ")
-    assert says in stop[0]
+    stop = stop_line(run.stderr)
+    assert stop.startswith("target-carecycle: line 3: ")
+    assert says in stop
     assert never not in run.stderr
     assert "Traceback" not in run.stderr
     assert run.states == []

@@ -12,9 +12,12 @@ retries cost milliseconds). After each run:
 2. for every externalId, careCycle holds the version of the last record, in input order, whose
    outcome is succeeded (and nothing for IDs that never succeeded);
 3. every STATE emitted is one the tap sent, and was emitted only once every record ahead of it
-   had its outcome (no record pending in its counts, all records before it received);
+   had its outcome (no record pending in its counts, all records before it received), and
+   never while the run had failed or rejected records and no lead careCycle holds; a run the
+   failure policy fails (exit 1) emits no STATE after its last records;
 4. no output (stdout, stderr, logs, results file) holds the API key or a personal value from
-   the input. The reject file holds the records it rejects, by design, and is not checked.
+   the input. The reject file holds the records it rejects, by design, and is not checked;
+5. `record_count` summed by stream equals `received`, every count tagged with its outcome.
 
 Bounded to seconds: few examples, small inputs, no deadline (the sandbox is real HTTP).
 """
@@ -215,8 +218,14 @@ def run_target(config: dict[str, Any], lines: list[str]) -> Run:
     return Run(code, out.getvalue(), err.getvalue(), logs.getvalue())
 
 
+METRIC = re.compile(r"METRIC: (\{.*\})")
+
+
 def check(scenario: Scenario, run: Run, sandbox, results: Path, rejects: Path) -> None:
-    assert run.code == 0, run.stderr[-3000:] + run.logs[-3000:]
+    failed_on_policy = "the run failed on the failure policy" in run.logs
+    assert run.code == 0 or (run.code == 1 and failed_on_policy), (
+        run.stderr[-3000:] + run.logs[-3000:]
+    )
 
     # 1. exactly one outcome per record
     outcome_of: dict[tuple[str, int], list[str]] = {}
@@ -260,15 +269,34 @@ def check(scenario: Scenario, run: Run, sandbox, results: Path, rejects: Path) -
             outcomes = sum(v for k, v in tally.items() if k != "received")
             assert tally["received"] == outcomes, tally
             assert tally["unsent"] == 0
-    if sent:
+        errors = sum(t["failed"] + t["rejected"] for t in counts.values())
+        held = sum(t["succeeded"] + t["unchanged"] for t in counts.values())
+        assert held or not errors, "a STATE left while nothing was delivered"
+    if sent and run.code == 0:
         assert emitted, "the last STATE must be emitted after a clean run"
         assert emitted[-1] == sent[-1]
+    if run.code == 1:
+        # Under 100 records the policy judges a run only at its end, where it emits no STATE;
+        # mid-run STATEs come only from the SDK's 5-minute drain, which these runs never reach.
+        assert emitted == [], "a run the failure policy failed emitted a STATE"
+    event(f"exit code {run.code}")
 
     # 4. no key, no personal value in any output but the reject file
     written = run.stdout + run.stderr + run.logs + results.read_text()
     assert SECRET_KEY not in written
     leaked = [value for value in scenario.personal if value in written]
     assert not leaked
+
+    # 5. one record_count per record, tagged with its outcome
+    counted: dict[str, int] = {}
+    for text in METRIC.findall(run.logs):
+        point = json.loads(text)
+        if point["metric"] == "record_count":
+            assert "outcome" in point["tags"], point
+            stream = point["tags"]["stream"]
+            counted[stream] = counted.get(stream, 0) + point["value"]
+    received = {s: len(r) for s, r in scenario.records.items() if r}
+    assert {s: n for s, n in counted.items() if n} == received
 
 
 def fuzz_once(

@@ -946,3 +946,28 @@ def test_cli_rejects_inconsistent_flags(args: list[str]) -> None:
         [*cli_command(), "--port", "0", *args], capture_output=True, text=True, timeout=10
     )
     assert result.returncode == 2 and result.stdout == ""
+
+
+# --------------------------------------------------------------------------- the preflight probe
+
+
+@pytest.mark.parametrize(
+    ("key", "status", "code"),
+    [
+        (None, 401, "UNAUTHORIZED"),
+        ("cc_not_a_sandbox_key", 401, "UNAUTHORIZED"),
+        (READ_ONLY_KEY, 403, "FORBIDDEN"),
+        (DEFAULT_API_KEY, 422, "VALIDATION_ERROR"),
+    ],
+)
+def test_an_empty_upload_is_refused_for_a_bad_key_and_invalid_for_a_good_one(
+    sandbox: Any, session: requests.Session, key: str | None, status: int, code: str
+) -> None:
+    """What `target-carecycle --check` relies on: authentication before validation, and an
+    empty `records` array that can never create anything."""
+    body = assert_error(post(session, sandbox, [], key=key), status, code)
+    if code == "VALIDATION_ERROR":
+        assert body["errors"][0]["path"] == ["records"]
+        assert body["failedRecords"] == []
+    assert sandbox.customers() == []
+    assert sandbox.stats()["leads_received"] == 0

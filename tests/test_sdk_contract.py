@@ -14,6 +14,7 @@ import gzip
 import inspect
 import io
 import json
+import logging
 import signal
 import sys
 from collections.abc import Iterator
@@ -21,7 +22,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar
 
+import click
 import pytest
+from singer_sdk import metrics
 from singer_sdk import typing as th
 from singer_sdk.contrib.msgspec import MsgSpecReader
 from singer_sdk.exceptions import ConfigValidationError, InvalidInputLine, MissingKeyPropertiesError
@@ -313,9 +316,9 @@ def test_record_path_calls_the_hooks_in_this_order() -> None:
 
 
 def test_record_count_metric_advances_per_record_read_not_in_tally() -> None:
-    """target.py's lean path calls `tally_record_read()` and `record_counter_metric.increment()`
-    itself, as the SDK's record path does. singer-sdk 0.55 moves the increment into
-    `tally_record_written` (at drain): the lean path would then count every record twice."""
+    """target.py's lean path calls `tally_record_read()` itself, as the SDK's record path does;
+    the SDK's untagged count is silenced (next tests). singer-sdk 0.55 moves the increment
+    into `tally_record_written` (at drain): the silent counter must still be the one used."""
 
     class Probe(RecordingSink):
         def process_record(self, record: dict[str, Any], context: dict[str, Any]) -> None:
@@ -334,6 +337,101 @@ def test_record_count_metric_advances_per_record_read_not_in_tally() -> None:
     target._process_record_message(json.loads(record_message({"id": 1})))
     assert sink.record_counter_metric.value == 1  # the SDK's record path does, once
     assert ("count_in_process_record", 0) in RecordingSink.events  # after process_record
+
+
+def test_the_sdk_counts_records_only_through_get_sink_record_counter() -> None:
+    """sinks.py returns a silent counter from `get_sink_record_counter`: the SDK's record path
+    increments that counter once per record and `clean_up` (end of input) emits it with
+    `exit()`. No other `record_count` comes from the SDK, so the target's outcome-tagged
+    counts are the only ones (summing record_count by stream gives `received`)."""
+    calls: list[tuple[str, int]] = []
+
+    class Recording(metrics.Counter):
+        def increment(self, value: int = 1) -> None:
+            calls.append(("increment", value))
+
+        def exit(self) -> None:
+            calls.append(("exit", 0))
+
+    class CountingSink(RecordingSink):
+        def get_sink_record_counter(self) -> metrics.Counter:
+            return Recording(metrics.Metric.RECORD_COUNT, {"stream": self.stream_name})
+
+    class CountingTarget(MinimalTarget):
+        default_sink_class = CountingSink
+
+    seen: list[logging.LogRecord] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+
+    handler = Collect()
+    metrics_logger = metrics.get_metrics_logger()
+    metrics_logger.addHandler(handler)
+    try:
+        run(
+            CountingTarget(config={}),
+            [schema_message()] + [record_message({"id": i}) for i in (1, 2)],
+        )
+    finally:
+        metrics_logger.removeHandler(handler)
+    assert calls == [("increment", 1), ("increment", 1), ("exit", 0)]
+    assert not [r for r in seen if "record_count" in r.getMessage()]
+
+
+def test_a_stream_map_expression_is_evaluated_in_the_mappers_eval_frame() -> None:
+    """fatal.py names a failing expression from the frame of `singer_sdk.mapper`'s `_eval`
+    (its `expr` and `property_name` locals: config text, never a record value; the module's
+    simpleeval subclass has an `_eval` too, with neither local); an expression
+    that errs on a value raises that value's own error, a name it cannot resolve raises
+    MapExpressionError quoting the expression. `__filter__` is evaluated with no property."""
+    from singer_sdk.exceptions import MapExpressionError
+
+    def failing(maps: dict[str, Any], record: dict[str, Any]) -> BaseException:
+        target = MinimalTarget(config={"stream_maps": {STREAM: maps}})
+        with pytest.raises(Exception) as caught:
+            run(target, [schema_message(), record_message(record)])
+        return caught.value
+
+    def eval_frames(error: BaseException) -> list[tuple[Any, Any]]:
+        found, tb = [], error.__traceback__
+        while tb is not None:
+            frame = tb.tb_frame
+            if (
+                frame.f_code.co_name == "_eval"
+                and frame.f_globals["__name__"] == "singer_sdk.mapper"
+                and "property_name" in frame.f_locals  # the mapper's evaluator has an `_eval`
+            ):
+                found.append((frame.f_locals["expr"], frame.f_locals["property_name"]))
+            tb = tb.tb_next
+        return found
+
+    on_value = failing({"name": "name + 1"}, {"id": 1, "name": "text"})
+    assert isinstance(on_value, TypeError)
+    assert eval_frames(on_value) == [("name + 1", "name")]
+
+    unknown = failing({"__filter__": "no_such_name > 1"}, {"id": 1})
+    assert isinstance(unknown, MapExpressionError)
+    assert "no_such_name > 1" in str(unknown)
+    assert eval_frames(unknown) == [("no_such_name > 1", None)]
+
+
+def test_get_singer_command_takes_extra_options_that_reach_invoke() -> None:
+    """target.py adds `--check` to the SDK's command; click hands it to `invoke` by name."""
+
+    class WithCheck(MinimalTarget):
+        @classmethod
+        def get_singer_command(cls) -> click.Command:
+            command = super().get_singer_command()
+            command.params.append(click.Option(["--check"], is_flag=True, default=False))
+            return command
+
+    command = WithCheck.get_singer_command()
+    assert command.callback == WithCheck.invoke
+    context = command.make_context("target-contract", ["--check"])
+    assert context.params["check"] is True
+    assert {"about", "about_format", "config", "file_input"} <= set(context.params)
 
 
 def test_parse_timestamps_hook_is_where_date_strings_become_dates() -> None:

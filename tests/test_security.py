@@ -27,7 +27,7 @@ from typing import Any
 from urllib.parse import quote, quote_plus
 
 import pytest
-from target_runner import run_target, target_config
+from target_runner import TARGET_EXE, fatal_lines, run_target, stop_line, target_config
 
 from target_carecycle.client import (
     ClientSettings,
@@ -235,13 +235,14 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     [
         ("400", 1, "careCycle refused the upload (HTTP 400 BAD_REQUEST <api key>)"),
         ("401", 1, "careCycle refused the API key (HTTP 401)"),
-        (
+        (  # every lead refused: the failure policy fails the run (nothing delivered)
             "422",
-            0,
+            1,
             "careCycle validation: <api key> <value>: line one FORGED LOG LINE key=<api key> "
             "phone=<value>",
         ),
-        ("200", 0, "careCycle: line one FORGED LOG LINE key=<api key> phone=<value> name=<value>"),
+        # 2 of 3 leads refused: more than max_error_rate (0.5)
+        ("200", 1, "careCycle: line one FORGED LOG LINE key=<api key> phone=<value> name=<value>"),
         ("redirect", 1, "to https://evil.example/steal?k=<api key>&p="),
         ("503", 1, "HTTP 503 line one FORGED LOG LINE key=<api key> phone=<value> name=<v"),
     ],
@@ -502,11 +503,9 @@ def test_the_executable_stops_at_a_bad_certificate_with_one_clear_line(certifica
         run = run_target(tmp_path, config, singer_lines("leads", api_leads(3)))
         connections = server.connections
     assert run.returncode == 1
-    failures = [line for line in run.stderr.splitlines() if "Run failed" in line]
-    assert len(failures) == 1
-    assert (
-        "TLS certificate of 127.0.0.1 failed verification (self-signed certificate)"
-        in (failures[0])
+    assert stop_line(run.stderr).startswith(
+        "target-carecycle: run failed: TLS certificate of 127.0.0.1 failed verification "
+        "(self-signed certificate)"
     )
     assert "Traceback" not in run.stderr
     assert connections == 1
@@ -610,8 +609,7 @@ def test_the_executable_refuses_a_symlinked_reject_file_before_sending(sandbox, 
     config = target_config(sandbox, reject_file=str(link))
     run = run_target(tmp_path, config, singer_lines("leads", api_leads(2)))
     assert run.returncode == 1
-    errors = [line for line in run.stderr.splitlines() if "invalid config" in line]
-    assert errors == [
+    assert fatal_lines(run.stderr) == [
         "target-carecycle: invalid config: reject_file: the path is a symbolic link; "
         "give the path of a regular file"
     ]
@@ -684,3 +682,35 @@ def test_a_carecycle_id_that_is_not_an_identifier_is_neither_written_nor_stored(
     for lead in leads:
         for value in personal_spellings(lead):
             assert value not in results
+
+
+@pytest.mark.parametrize(
+    ("leaf", "trust_ca", "code", "says"),
+    [
+        ("self", False, 1, "check failed: TLS certificate of 127.0.0.1 failed verification "
+         "(self-signed certificate): stopping; check api_url or the server's certificate"),
+        ("other", True, 1, "check failed: TLS certificate of 127.0.0.1 failed verification"),
+        ("good", True, 0, "check passed (LIVE)"),
+    ],
+    ids=["self-signed", "wrong-name", "trusted"],
+)  # fmt: skip
+def test_the_preflight_check_verifies_tls(certificates, tmp_path, leaf, trust_ca, code, says):
+    """`--check` reaches careCycle exactly as a run does: a certificate a run would refuse
+    fails the check, with the same line."""
+    env = {k: v for k, v in os.environ.items() if k not in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")}
+    if trust_ca:
+        env["REQUESTS_CA_BUNDLE"] = str(certificates.ca)
+    with tls_server(certificates.pair(leaf)) as (url, _):
+        path = tmp_path / "check.json"
+        path.write_text(json.dumps({"api_url": url, "api_key": ECHO_KEY}))
+        done = subprocess.run(
+            [TARGET_EXE, "--check", "--config", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+            check=False,
+        )
+    assert done.returncode == code, done.stderr[-3000:]
+    assert f"target-carecycle: {says}" in done.stderr
+    assert ECHO_KEY not in done.stdout + done.stderr

@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from target_runner import TARGET_EXE, assert_no_key_in, run_target, target_config
+from target_runner import TARGET_EXE, assert_no_key_in, fatal_lines, run_target, target_config
 
 from target_carecycle.client import (
     ClientSettings,
@@ -516,5 +516,5 @@ def test_an_unreadable_config_file_is_one_line(tmp_path, content, says):
         [TARGET_EXE, "--config", str(path)], input="", capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 1
-    assert done.stderr.strip().splitlines()[-1] == f"target-carecycle: invalid config: {says}"
+    assert fatal_lines(done.stderr) == [f"target-carecycle: invalid config: {says}"]
     assert "Traceback" not in done.stderr

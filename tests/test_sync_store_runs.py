@@ -54,6 +54,15 @@ def counts(run: TargetRun) -> dict[str, int]:
     return tally
 
 
+def dry_counts(run: TargetRun) -> dict[str, int]:
+    """A dry run's counts: from its structured summary (a dry run emits no STATE)."""
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.states == []
+    tally: dict[str, int] = run.summary["streams"]["leads"]
+    assert "succeeded" not in tally
+    return tally
+
+
 def assert_accounted(tally: dict[str, int]) -> None:
     assert tally["received"] == sum(v for k, v in tally.items() if k != "received")
 
@@ -171,7 +180,7 @@ def test_a_dry_run_reads_the_store_but_never_writes_it(secret_sandbox, tmp_path)
     leads = distinctive_leads(40)
 
     before_any = run_target(tmp_path, {**config, "dry_run": True}, lines(leads))
-    assert counts(before_any)["succeeded"] == 40  # would send
+    assert dry_counts(before_any)["would_send"] == 40
     assert not store.exists() and not store.parent.exists()
 
     counts(run_target(tmp_path, config, lines(leads)))
@@ -181,8 +190,8 @@ def test_a_dry_run_reads_the_store_but_never_writes_it(secret_sandbox, tmp_path)
     leads[1]["lastName"] = "Dryrun"
     leads.extend(distinctive_leads(3, start=1000))
     dry = run_target(tmp_path, {**config, "dry_run": True}, lines(leads))
-    tally = counts(dry)
-    assert (tally["succeeded"], tally["unchanged"]) == (5, 38)
+    tally = dry_counts(dry)
+    assert (tally["would_send"], tally["unchanged"]) == (5, 38)
     assert "would send 5" in dry.stderr and "unchanged 38" in dry.stderr
     assert store_rows(store) == rows
     assert sandbox.stats()["leads_received"] == received
@@ -193,8 +202,8 @@ def test_a_dry_run_without_a_key_does_not_consult_the_store(tmp_path, monkeypatc
     monkeypatch.setenv("XDG_STATE_HOME", str(state))
     config = {"dry_run": True}
     run = run_target(tmp_path, config, lines(distinctive_leads(5)))
-    tally = counts(run)
-    assert (tally["succeeded"], tally["unchanged"]) == (5, 0)
+    tally = dry_counts(run)
+    assert (tally["would_send"], tally["unchanged"]) == (5, 0)
     assert "sync store is not consulted" in run.stderr
     assert not state.exists()
 
