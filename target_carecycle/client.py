@@ -23,6 +23,7 @@ from urllib.parse import quote, quote_plus, unquote, urlsplit
 
 import backoff
 import requests
+from urllib3.exceptions import NewConnectionError
 from urllib3.util import parse_url
 
 from target_carecycle.leads import PERSONAL_FIELDS
@@ -74,7 +75,15 @@ class UploadInterrupted(CareCycleError):
 
 
 class _Transient(Exception):
-    """A failure worth retrying (5xx, timeout, dropped connection)."""
+    """A failure worth retrying (5xx, timeout, dropped connection).
+
+    `maybe_applied`: careCycle may have received the request and stored its leads (a timeout,
+    a connection lost after sending, a 5xx answer); False only when nothing reached it.
+    """
+
+    def __init__(self, message: str, *, maybe_applied: bool = True) -> None:
+        super().__init__(message)
+        self.maybe_applied = maybe_applied
 
 
 class _RateLimited(Exception):
@@ -266,6 +275,18 @@ class ClientSettings:
 
 
 @dataclass
+class SendRecord:
+    """What the requests of one batch may have done, whatever the batch's outcome.
+
+    `maybe_applied`: some request of the batch had an unknown fate (no answer, a connection
+    lost after sending, a 5xx): careCycle may store that version of its leads at any time,
+    even after a later request was answered.
+    """
+
+    maybe_applied: bool = False
+
+
+@dataclass
 class BatchResult:
     """What careCycle did with one batch, by position in the batch."""
 
@@ -381,18 +402,22 @@ class LeadUploadClient:
             self._local.session = session
         return session
 
-    def upload(self, leads: Sequence[Mapping[str, Any]]) -> BatchResult:
+    def upload(
+        self, leads: Sequence[Mapping[str, Any]], record: SendRecord | None = None
+    ) -> BatchResult:
         """Deliver one batch; records careCycle refuses are reported, the rest resent.
 
         A VALIDATION_ERROR answer rejects the whole request: the records it names are
-        removed (with careCycle's reasons) and the others are sent again.
+        removed (with careCycle's reasons) and the others are sent again. `record` notes
+        whether any request may have been applied without an answer (also when this raises).
         """
         result = BatchResult()
         scrub = Scrubber(self.settings.api_key, leads)
         pending = list(range(len(leads)))
+        sent = record if record is not None else SendRecord()
         while pending:
             body = [leads[i] for i in pending]
-            answer = self._send_with_retries(body, scrub)
+            answer = self._send_with_retries(body, scrub, sent)
             result.requests += 1
             if answer.get("code") == "VALIDATION_ERROR":
                 bad = _validation_failures(answer, body, scrub)
@@ -407,7 +432,9 @@ class LeadUploadClient:
             return result
         return result
 
-    def _send_with_retries(self, body: list[Mapping[str, Any]], scrub: Scrubber) -> dict[str, Any]:
+    def _send_with_retries(
+        self, body: list[Mapping[str, Any]], scrub: Scrubber, sent: SendRecord
+    ) -> dict[str, Any]:
         """POST once per attempt: waits out 429s, retries transient failures with backoff."""
         payload = dumps_json({"records": body})
         delays = _backoff_delays(self.settings)
@@ -431,6 +458,8 @@ class LeadUploadClient:
                 self.pacer.hold_off(wait)
                 continue
             except _Transient as problem:
+                if problem.maybe_applied:
+                    sent.maybe_applied = True
                 if attempt > self.settings.max_retries:
                     raise DeliveryFailed(
                         f"careCycle upload failed after {attempt} attempts: {problem}"
@@ -452,14 +481,35 @@ class LeadUploadClient:
             )
         except requests.exceptions.SSLError as exc:
             raise _tls_failure(exc, url, scrub) from None
+        except requests.ConnectTimeout:
+            raise _Transient("connection failed (ConnectTimeout)", maybe_applied=False) from None
         except requests.Timeout:
             raise _Transient(f"no answer within {self.settings.request_timeout:g} s") from None
         except requests.RequestException as exc:
             # Only the type: requests' messages quote URLs and header values.
-            raise _Transient(f"connection failed ({type(exc).__name__})") from None
+            never_sent = _connection_refused(exc)
+            raise _Transient(
+                f"connection failed ({type(exc).__name__})", maybe_applied=not never_sent
+            ) from None
         with self._count_lock:
             self.requests_sent += 1
         return _classify(response, url, scrub)
+
+
+def _connection_refused(exc: BaseException) -> bool:
+    """True when the connection was never made (so no request reached careCycle)."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo:
+        error = todo.pop()
+        if id(error) in seen:
+            continue
+        seen.add(id(error))
+        if isinstance(error, NewConnectionError):
+            return True
+        linked = [error.__cause__, error.__context__, getattr(error, "reason", None), *error.args]
+        todo.extend(item for item in linked if isinstance(item, BaseException))
+    return False
 
 
 def _backoff_delays(settings: ClientSettings) -> Iterator[float]:
@@ -621,6 +671,11 @@ class _Job:
     on_lost: Callable[[], None]
 
 
+AnswerHook = Callable[[BatchResult | None, bool], None]
+"""Runs on the upload thread as soon as a batch is finished: (result or None when it was not
+delivered, whether any request may have been applied without an answer). Must not raise."""
+
+
 class UploadDispatcher:
     """Keeps up to `max_concurrent_requests` batches in flight inside the pacing budget.
 
@@ -665,13 +720,30 @@ class UploadDispatcher:
         external_ids: frozenset[str],
         on_done: Callable[[BatchResult], None],
         on_lost: Callable[[], None],
+        on_answer: AnswerHook | None = None,
     ) -> None:
         """Start a batch now (call `make_room` first; call under the caller's guard).
 
-        `on_done` gets the batch's result; `on_lost` runs instead when it was not delivered.
+        `on_done` gets the batch's result; `on_lost` runs instead when it was not delivered
+        (both on the caller's thread, when it next collects results). `on_answer` runs on
+        the upload thread the moment the batch is finished, whatever the caller is doing.
         """
-        future = self._pool.submit(self.client.upload, leads)
+        future = self._pool.submit(self._deliver, leads, on_answer)
         self._jobs.append(_Job(future, external_ids, on_done, on_lost))
+
+    def _deliver(
+        self, leads: Sequence[Mapping[str, Any]], on_answer: AnswerHook | None
+    ) -> BatchResult:
+        record = SendRecord()
+        try:
+            result = self.client.upload(leads, record)
+        except BaseException:
+            if on_answer is not None:
+                on_answer(None, record.maybe_applied)
+            raise
+        if on_answer is not None:
+            on_answer(result, record.maybe_applied)
+        return result
 
     def wait_all(self) -> None:
         """Block until every submitted batch is delivered (or raise its error)."""
@@ -723,6 +795,7 @@ __all__ = [
     "LeadUploadClient",
     "RequestPacer",
     "Scrubber",
+    "SendRecord",
     "SharedBudget",
     "UploadDispatcher",
     "UploadInterrupted",

@@ -40,7 +40,8 @@ from target_carecycle.singer_input import (
     usable_record,
 )
 from target_carecycle.sinks import CareCycleSink, PendingLeads
-from target_carecycle.store import STORE_OFF, SyncStore, SyncStoreError
+from target_carecycle.store import STORE_OFF, StoreInterrupted, SyncStore, SyncStoreError
+from target_carecycle.sync_run import SyncRun
 
 if sys.version_info >= (3, 12):
     from typing import override
@@ -120,6 +121,7 @@ class TargetCareCycle(Target):
         self._client: LeadUploadClient | None = None
         self._dispatcher: UploadDispatcher | None = None
         self.sync_store: SyncStore | None = None
+        self.sync_run: SyncRun | None = None  # a run that sends, with a store
         self._warn_about_batch_size()
 
     def _warn_about_batch_size(self) -> None:
@@ -319,9 +321,15 @@ class TargetCareCycle(Target):
         return self._dispatcher
 
     def wait_for_deliveries(self) -> None:
-        """Block until every batch handed to the dispatcher has its outcome."""
+        """Block until every batch handed to the dispatcher has its outcome.
+
+        Then write what the sync store still has to record: a STATE never leaves before a
+        store failure that stops the run.
+        """
         if self._dispatcher is not None:
             self._dispatcher.wait_all()
+        if self.sync_run is not None:
+            self.sync_run.settle_now()
 
     def process_endofpipe(self) -> None:
         """Drain every sink, then wait for the last batches even when no STATE came."""
@@ -374,8 +382,10 @@ class TargetCareCycle(Target):
             return
         assert settings.account is not None
         self.sync_store = SyncStore.open(
-            settings.sync_store, settings.account, writable=not settings.dry_run
+            settings.sync_store, settings.account, writable=not settings.dry_run, stop=self._stop
         )
+        if not settings.dry_run:
+            self.sync_run = SyncRun(self.sync_store, skip_unchanged=settings.skip_unchanged)
         self.logger.info(
             "Sync store: %s (%s)",
             self.sync_store.describe(),
@@ -390,6 +400,12 @@ class TargetCareCycle(Target):
             sys.stderr.write(f"target-carecycle: {exc}\n")
             self.outcomes.close()
             return 1
+        except (RunInterrupted, StoreInterrupted) as stop:  # while waiting for a locked store
+            signum = getattr(stop, "signum", 15)
+            self.logger.warning("Received signal %d: stopping before reading input", signum)
+            self.outcomes.print_summary(0)
+            self.outcomes.close()
+            return EXIT_SIGNAL_BASE + signum
         code = 0
         try:
             self.listen(file_input)
@@ -424,9 +440,22 @@ class TargetCareCycle(Target):
             self.outcomes.close()
             if self._dispatcher is not None:
                 self._dispatcher.close()
-            if self.sync_store is not None:
-                self.sync_store.close()
+            if not self._close_sync_store() and code == 0:
+                code = 1
         return code
+
+    def _close_sync_store(self) -> bool:
+        """Stop the store's writer and close the store; False (one line said why) on failure."""
+        if self.sync_run is not None:
+            self.sync_run.close()
+        if self.sync_store is None:
+            return True
+        try:
+            self.sync_store.close()
+        except Exception as exc:  # whatever the driver raises on close: one line, no traceback
+            self._report_stop(f"sync_store: closing the store failed ({type(exc).__name__})")
+            return False
+        return True
 
     def _line_reached(self) -> str:
         reader = self.message_reader
@@ -449,16 +478,34 @@ class TargetCareCycle(Target):
         self._stop.set()
         if self._dispatcher is not None:
             self._dispatcher.settle()
+        store_settled = self._settle_sync_store()
         # Private `_sinks_active`, `_sinks_to_clear`, `_latest_state`: no public way to reach
         # every sink (retired ones included) or the last state after a stop; pinned in
         # tests/test_sdk_contract.py.
         for sink in [*self._sinks_active.values(), *self._sinks_to_clear]:
             if isinstance(sink, CareCycleSink):
                 sink.abandon_pending()
-        if may_emit_state and self._latest_state and self.outcomes.all_settled():
+        if may_emit_state and store_settled and self._latest_state and self.outcomes.all_settled():
             super()._write_state_message(
                 {**self._latest_state, "target_carecycle": self.outcomes.state_metrics()}
             )
+
+    def _settle_sync_store(self) -> bool:
+        """After a stop: write the acknowledgements still waiting (waiting at most a second).
+
+        False when the store failed; one line names `sync_store` unless the run already
+        stopped because of that failure. Leads it did not record are sent again next time.
+        """
+        if self.sync_run is None:
+            return True
+        already_reported = self.sync_run.failed
+        try:
+            self.sync_run.settle_now(after_stop=True)
+        except SyncStoreError as exc:
+            if not already_reported:
+                self.logger.error("Run failed: %s", exc)
+            return False
+        return True
 
     @classmethod
     def invoke(  # type: ignore[override]

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from target_carecycle.store import (
     SCHEMA_VERSION,
     Account,
+    Acknowledged,
     SyncStore,
     SyncStoreError,
     default_location,
@@ -62,11 +63,25 @@ def hashes(leads: list[dict[str, Any]], account: Account = ACCOUNT) -> dict[str,
     return {item["externalId"]: account.payload_hash(item) for item in leads}
 
 
-def acknowledge(store: SyncStore, leads: list[dict[str, Any]]) -> None:
-    store.record_acknowledged(
-        (item["externalId"], store.account.payload_hash(item), f"id{n:06d}")
-        for n, item in enumerate(leads)
+def acknowledge(
+    store: SyncStore, leads: list[dict[str, Any]], ids: list[str | None] | None = None
+) -> bytes:
+    """What a run does for leads careCycle acknowledged: claim, then settle. Returns the run."""
+    run = os.urandom(16)
+    pairs = [
+        (store.account.lead_key(item["externalId"]), store.account.payload_hash(item))
+        for item in leads
+    ]
+    store.claim(run, 1, pairs, skip_unchanged=False)
+    names = ids if ids is not None else [f"id{n:06d}" for n in range(len(leads))]
+    store.settle(
+        run,
+        [
+            Acknowledged(key, 1, digest, name)
+            for (key, digest), name in zip(pairs, names, strict=True)
+        ],
     )
+    return run
 
 
 def store_bytes(path: Path) -> bytes:
@@ -88,17 +103,18 @@ def test_only_leads_equal_to_the_acknowledged_version_are_unchanged(tmp_path):
     store.close()
 
 
-def test_an_acknowledgement_without_an_id_keeps_the_known_id(tmp_path):
+def test_an_acknowledgement_without_an_id_is_still_recorded(tmp_path):
     path = tmp_path / "s.sqlite"
     store = SyncStore.open(str(path), ACCOUNT)
-    store.record_acknowledged([("E-1", b"a" * 16, "cc-1")])
-    store.record_acknowledged([("E-1", b"b" * 16, None)])
+    acknowledge(store, [lead(1), lead(2)], ["cc-1", None])
     store.close()
     with closing(sqlite3.connect(path)) as conn, conn:
         rows = conn.execute(
             "SELECT payload_hash, carecycle_id FROM carecycle_sync_leads"
         ).fetchall()
-    assert rows == [(b"b" * 16, "cc-1")]
+    assert sorted(rows) == sorted(
+        [(ACCOUNT.payload_hash(lead(1)), "cc-1"), (ACCOUNT.payload_hash(lead(2)), None)]
+    )
 
 
 def test_accounts_do_not_share_entries(tmp_path):

@@ -1,0 +1,266 @@
+"""One run's use of the sync store: claims before sending, acknowledgements from the answers.
+
+The store's truth rule (docs/sync-store.md): it holds a digest for a lead only when a run
+knew careCycle applied exactly that version last. This module is the run's half of it:
+
+- `claim` (main thread, before a batch is handed to the dispatcher): leads equal to what
+  careCycle last acknowledged are left out; the others are claimed for this batch in the
+  store, their old digests dropped, durably, before any request leaves.
+- `answered` (upload thread, the moment a batch is finished): what careCycle acknowledged
+  goes into a buffer; leads of a request whose fate is unknown (no answer, a connection lost
+  after sending, a 5xx) are tainted: never recorded in this run, and their claims are left
+  in the store, so the next run to send them records nothing either.
+- A writer thread settles the buffer in one transaction about once a second (or sooner when
+  it is large): a digest is written only where the batch's claim still stands (`SyncStore.
+  settle`). So the time of writing never matters to the truth of the store: a late write
+  finds the claim taken over and writes nothing. It only matters to how often leads are
+  resent, so acknowledgements are written promptly, from the answer, not when the main
+  thread next looks.
+"""
+
+from __future__ import annotations
+
+import hmac
+import itertools
+import os
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from target_carecycle.client import BatchResult
+from target_carecycle.store import (
+    RUN_ID_BYTES,
+    Acknowledged,
+    StoreInterrupted,
+    SyncStore,
+    SyncStoreError,
+)
+
+# Acknowledgements are written at least this often while a run has some...
+SETTLE_EVERY_SECONDS = 1.0
+# ...and at once when this many leads are waiting (bounds memory and the resends a kill -9
+# costs at unlimited rates; at careCycle's 60 requests a minute a second is 200 leads).
+SETTLE_AT_LEADS = 25_000
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedBatch:
+    """A batch claimed in the store, in the order its leads are sent."""
+
+    batch: int
+    lead_keys: tuple[bytes, ...]
+    payload_hashes: tuple[bytes, ...]
+
+
+class SyncRun:
+    """A run that sends: its run id, claims, tainted leads and buffered acknowledgements.
+
+    Thread-safe. Store failures in the writer thread are kept and raised on the main thread
+    by `check` (or the next `settle_now`).
+    """
+
+    def __init__(self, store: SyncStore, *, skip_unchanged: bool) -> None:
+        self.store = store
+        self.run_id = os.urandom(RUN_ID_BYTES)
+        self._skip_unchanged = skip_unchanged
+        self._batches = itertools.count(1)
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._settling = threading.Lock()  # one settle transaction at a time
+        self._acknowledged: dict[bytes, Acknowledged] = {}
+        self._answered: dict[bytes, int] = {}  # lead_key -> batch: refused or unconfirmed
+        self._since: float | None = None  # when the oldest waiting entry arrived
+        self._tainted: set[bytes] = set()
+        self._error: SyncStoreError | None = None
+        self._error_raised = False
+        self._closing = False
+        self.recorded = 0
+        self._writer = threading.Thread(
+            target=self._write_loop, name="carecycle-sync-store", daemon=True
+        )
+        self._writer.start()
+
+    # Main thread
+
+    def claim(
+        self, lead_keys: Sequence[bytes], payload_hashes: Sequence[bytes]
+    ) -> tuple[set[int], ClaimedBatch | None]:
+        """(positions unchanged, the claim of the others) for a batch about to be sent.
+
+        Unchanged: equal to what careCycle acknowledged last, in this run (still waiting to
+        be written) or in the store. Raises SyncStoreError (nothing is sent; the leads stay
+        where they are) or StoreInterrupted.
+        """
+        self.check()
+        unchanged: set[int] = set()
+        with self._lock:
+            if self._skip_unchanged:
+                for position, (key, digest) in enumerate(
+                    zip(lead_keys, payload_hashes, strict=True)
+                ):
+                    waiting = self._acknowledged.get(key)
+                    if waiting is not None and hmac.compare_digest(waiting.payload_hash, digest):
+                        unchanged.add(position)
+            for position, key in enumerate(lead_keys):
+                if position not in unchanged:  # sent again: its older acknowledgement is moot
+                    self._acknowledged.pop(key, None)
+                    self._answered.pop(key, None)
+        candidates = [p for p in range(len(lead_keys)) if p not in unchanged]
+        if not candidates:
+            return unchanged, None
+        batch = next(self._batches)
+        same = self.store.claim(
+            self.run_id,
+            batch,
+            [(lead_keys[p], payload_hashes[p]) for p in candidates],
+            skip_unchanged=self._skip_unchanged,
+        )
+        unchanged.update(p for p in candidates if lead_keys[p] in same)
+        sent = [p for p in candidates if lead_keys[p] not in same]
+        if not sent:
+            return unchanged, None
+        claimed = ClaimedBatch(
+            batch,
+            tuple(lead_keys[p] for p in sent),
+            tuple(payload_hashes[p] for p in sent),
+        )
+        return unchanged, claimed
+
+    def check(self) -> None:
+        """Raise the writer thread's store failure, if it had one."""
+        if self._error is not None:
+            self._error_raised = True
+            raise self._error
+
+    @property
+    def failed(self) -> bool:
+        """True once a store failure was raised to the main thread (it stops the run)."""
+        return self._error_raised
+
+    def settle_now(self, *, after_stop: bool = False) -> None:
+        """Write every waiting acknowledgement now (end of input, before a STATE, a stop).
+
+        `after_stop`: the run is stopping; wait at most a second for a locked store.
+        """
+        self.check()
+        with self._settling:
+            acknowledged, answered = self._take()
+            self._settle(acknowledged, answered, after_stop=after_stop)
+        self.check()
+
+    def close(self) -> None:
+        """Stop the writer thread (what is still waiting is not written)."""
+        with self._lock:
+            self._closing = True
+            self._wake.notify()
+        self._writer.join(timeout=60)
+
+    @property
+    def tainted(self) -> int:
+        """Leads with a request of unknown fate in this run (never recorded in it)."""
+        with self._lock:
+            return len(self._tainted)
+
+    # Upload threads
+
+    def answered(
+        self, claimed: ClaimedBatch, result: BatchResult | None, maybe_applied: bool
+    ) -> None:
+        """A batch is finished (result None: not delivered). Never raises."""
+        with self._lock:
+            if maybe_applied:
+                self._tainted.update(claimed.lead_keys)
+                return
+            for index, key in enumerate(claimed.lead_keys):
+                if key in self._tainted:
+                    continue  # an earlier request of it may still land: keep the claim
+                confirmed = (
+                    result is not None
+                    and index not in result.failures
+                    and index not in result.unconfirmed
+                )
+                if confirmed:
+                    assert result is not None
+                    self._acknowledged[key] = Acknowledged(
+                        key, claimed.batch, claimed.payload_hashes[index], result.ids.get(index)
+                    )
+                else:
+                    self._answered[key] = claimed.batch
+            if self._since is None and (self._acknowledged or self._answered):
+                self._since = time.monotonic()
+                self._wake.notify()  # the writer sleeps until something waits
+            elif len(self._acknowledged) + len(self._answered) >= SETTLE_AT_LEADS:
+                self._wake.notify()
+
+    # The writer thread
+
+    def _write_loop(self) -> None:
+        while True:
+            with self._lock:
+                while not self._closing and not self._due():
+                    waited = self._since
+                    timeout = (
+                        None
+                        if waited is None
+                        else max(0.0, waited + SETTLE_EVERY_SECONDS - time.monotonic())
+                    )
+                    self._wake.wait(timeout)
+                if self._closing or self._error is not None:
+                    return
+            with self._settling:
+                acknowledged, answered = self._take()
+                try:
+                    self._settle(acknowledged, answered, after_stop=False)
+                except StoreInterrupted:
+                    self._put_back(acknowledged, answered)  # for the last settle_now
+                    return
+                except SyncStoreError:
+                    return  # kept in self._error for the main thread
+
+    def _due(self) -> bool:
+        if self._since is None:
+            return False
+        waiting = len(self._acknowledged) + len(self._answered)
+        return waiting >= SETTLE_AT_LEADS or time.monotonic() - self._since >= SETTLE_EVERY_SECONDS
+
+    # Both
+
+    def _take(self) -> tuple[list[Acknowledged], list[tuple[bytes, int]]]:
+        with self._lock:
+            acknowledged = list(self._acknowledged.values())
+            answered = list(self._answered.items())
+            self._acknowledged, self._answered, self._since = {}, {}, None
+        return acknowledged, answered
+
+    def _put_back(
+        self, acknowledged: list[Acknowledged], answered: list[tuple[bytes, int]]
+    ) -> None:
+        with self._lock:
+            for entry in acknowledged:
+                self._acknowledged.setdefault(entry.lead_key, entry)
+            for key, batch in answered:
+                self._answered.setdefault(key, batch)
+            if self._since is None and (self._acknowledged or self._answered):
+                self._since = time.monotonic()
+
+    def _settle(
+        self,
+        acknowledged: list[Acknowledged],
+        answered: list[tuple[bytes, int]],
+        *,
+        after_stop: bool,
+    ) -> None:
+        if self._error is not None or not (acknowledged or answered):
+            return
+        try:
+            self.recorded += self.store.settle(
+                self.run_id, acknowledged, answered, after_stop=after_stop
+            )
+        except SyncStoreError as exc:
+            self._error = exc
+            self._error_raised = threading.current_thread() is threading.main_thread()
+            raise
+
+
+__all__ = ["SETTLE_AT_LEADS", "SETTLE_EVERY_SECONDS", "ClaimedBatch", "SyncRun"]
