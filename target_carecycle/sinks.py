@@ -284,8 +284,8 @@ class CareCycleSink(BatchSink):
             return
         external_ids = frozenset(self._batch)
         if self._target.settings.dry_run:
-            unchanged = self._find_unchanged_dry_run(entries)
             with self._target.guarded():
+                unchanged = self._find_unchanged_dry_run(entries)
                 self._batch = {}
                 self._target.pending.release(external_ids, self)
                 self._outcomes.unchanged(self.stream_name, len(unchanged))
@@ -295,9 +295,10 @@ class CareCycleSink(BatchSink):
         dispatcher.make_room(external_ids)
         # Every earlier batch sharing an externalId with this one is finished here. The
         # claim is made (and old digests dropped, durably) before the leads leave the batch:
-        # if the store fails here, they are still counted, as unsent.
-        unchanged, claimed = self._claim(entries)
+        # if the store fails, or a stop signal ends a wait for its lock, they are still in
+        # the batch and counted as unsent.
         with self._target.guarded():
+            unchanged, claimed = self._claim(entries)
             self._batch = {}
             self._target.pending.release(external_ids, self)
             self._outcomes.unchanged(self.stream_name, len(unchanged))

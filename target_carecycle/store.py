@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import os
 import sqlite3
 import threading
@@ -62,6 +63,7 @@ if TYPE_CHECKING:
     from hashlib import _Hash  # typeshed's name for what hashlib.sha256() returns
 
 _T = TypeVar("_T")
+logger = logging.getLogger("target-carecycle.store")
 
 SETTING = "sync_store"
 STORE_OFF = "off"
@@ -131,7 +133,8 @@ claims_table = Table(
     # either run's version last, so neither run records a digest.
     Column("contended", Integer, nullable=False),
     Column("claimed_at", Float, nullable=False),  # epoch seconds, for people inspecting it
-    Index("carecycle_sync_claims_run", "run"),
+    # A run finds its own claims here; a batch's claims are adjacent (cheap to insert).
+    Index("carecycle_sync_claims_run", "run", "batch"),
     sqlite_with_rowid=False,
 )
 budget_table = Table(
@@ -785,21 +788,32 @@ class SyncStore:
         patience = self._location.timeout
         if after_stop:
             patience = min(patience, PATIENCE_AFTER_STOP)
-        deadline = time.monotonic() + patience
+        started = time.monotonic()
+        said = False
         while True:
             try:
                 return self._attempt(work, write=write, one_query=one_query)
             except _Busy as busy:
                 if not after_stop and self._stop is not None and self._stop.is_set():
                     raise StoreInterrupted("stopped while waiting for the sync store") from None
-                if time.monotonic() >= deadline:
+                waited = time.monotonic() - started
+                if waited >= patience:
                     raise _locked_error(busy.cause, self._location, patience) from None
+                if waited >= 1.0 and not said:
+                    said = True
+                    logger.info(
+                        "Sync store %s is locked by another process: waiting up to %g s",
+                        self._location.describe(),
+                        patience,
+                    )
 
     def _attempt(self, work: Callable[[Connection], _T], *, write: bool, one_query: bool) -> _T:
         assert self._engine is not None
         lock = self._write_lock if write else None
         if lock is not None and not lock.acquire(timeout=LOCK_SLICE):
             raise _Busy()
+        # Callers on the main thread hold the run's signal guard, so no signal handler
+        # raises between the acquire above and this try.
         try:
             with self._engine.connect() as conn:
                 conn.execution_options(carecycle_write=write)

@@ -39,9 +39,11 @@ from target_carecycle.store import (
 
 # Acknowledgements are written at least this often while a run has some...
 SETTLE_EVERY_SECONDS = 1.0
-# ...and at once when this many leads are waiting (bounds memory and the resends a kill -9
-# costs at unlimited rates; at careCycle's 60 requests a minute a second is 200 leads).
-SETTLE_AT_LEADS = 25_000
+# ...and at once when this many leads are waiting (25 full batches): it bounds memory, the
+# resends a kill -9 costs at unlimited rates (at careCycle's 60 requests a minute a second is
+# 200 leads) and the size of the claims table, whose random inserts cost more the larger it
+# is (benchmarks/bench_sync_store.py).
+SETTLE_AT_LEADS = 5_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,12 +112,16 @@ class SyncRun:
         if not candidates:
             return unchanged, None
         batch = next(self._batches)
-        same = self.store.claim(
-            self.run_id,
-            batch,
-            [(lead_keys[p], payload_hashes[p]) for p in candidates],
-            skip_unchanged=self._skip_unchanged,
-        )
+        try:
+            same = self.store.claim(
+                self.run_id,
+                batch,
+                [(lead_keys[p], payload_hashes[p]) for p in candidates],
+                skip_unchanged=self._skip_unchanged,
+            )
+        except SyncStoreError as exc:  # the run stops: nothing more is written
+            self._error, self._error_raised = exc, True
+            raise
         unchanged.update(p for p in candidates if lead_keys[p] in same)
         sent = [p for p in candidates if lead_keys[p] not in same]
         if not sent:

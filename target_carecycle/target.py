@@ -329,7 +329,8 @@ class TargetCareCycle(Target):
         if self._dispatcher is not None:
             self._dispatcher.wait_all()
         if self.sync_run is not None:
-            self.sync_run.settle_now()
+            with self.guarded():  # a stop signal ends a wait for the store between attempts
+                self.sync_run.settle_now()
 
     def process_endofpipe(self) -> None:
         """Drain every sink, then wait for the last batches even when no STATE came."""
@@ -381,9 +382,13 @@ class TargetCareCycle(Target):
                 self.logger.info("Dry run without api_key: the sync store is not consulted")
             return
         assert settings.account is not None
-        self.sync_store = SyncStore.open(
-            settings.sync_store, settings.account, writable=not settings.dry_run, stop=self._stop
-        )
+        with self.guarded():  # a stop signal ends a wait for a locked store between attempts
+            self.sync_store = SyncStore.open(
+                settings.sync_store,
+                settings.account,
+                writable=not settings.dry_run,
+                stop=self._stop,
+            )
         if not settings.dry_run:
             self.sync_run = SyncRun(self.sync_store, skip_unchanged=settings.skip_unchanged)
         self.logger.info(
