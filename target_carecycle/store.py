@@ -83,6 +83,7 @@ RESERVE_WINDOW = 0.2
 SCHEMA_LOCK_ID = 7426150812
 DIGEST_BYTES = 16  # HMAC-SHA-256 truncated to 128 bits: no collision in any realistic store
 RUN_ID_BYTES = 16  # a random token per run
+NO_RUN = bytes(RUN_ID_BYTES)  # the run of a claims row that is only a doubt
 # One attempt waits at most this long for a lock (SQLite's busy handler, PostgreSQL's
 # lock_timeout); attempts repeat until the URL's timeout, checking the run's stop event in
 # between, so a stop signal acts within a fraction of a second however long another process
@@ -129,10 +130,14 @@ claims_table = Table(
     Column("account", LargeBinary(DIGEST_BYTES), primary_key=True),
     Column("run", LargeBinary(RUN_ID_BYTES), nullable=False),
     Column("batch", Integer, nullable=False),  # which of the run's batches holds the claim
-    # 1: another run held a claim on the lead when this one was taken: careCycle may apply
-    # either run's version last, so neither run records a digest.
+    # 1: another run held a claim on the lead when this one was taken, or a doubt about it
+    # was still in force: careCycle may apply another version last, so no digest is written.
     Column("contended", Integer, nullable=False),
-    Column("claimed_at", Float, nullable=False),  # epoch seconds, for people inspecting it
+    Column("claimed_at", Float, nullable=False),  # epoch seconds on the store's clock
+    # Until when (epoch seconds) a request of unknown fate may still land: a run that gave up
+    # on a request, or found another run's claim, sets it; runs claiming the lead before
+    # then record nothing. A row whose run is NO_RUN is such a doubt and nothing else.
+    Column("doubt_until", Float),
     # A run finds its own claims here; a batch's claims are adjacent (cheap to insert).
     Index("carecycle_sync_claims_run", "run", "batch"),
     sqlite_with_rowid=False,
@@ -147,23 +152,43 @@ budget_table = Table(
 
 
 _LOOKUP_SQL = f"SELECT lead_key, payload_hash FROM {leads_table.name} WHERE account = ?"
+# A claim upserted over what the lead's row held: the same run's earlier claim (kept as it
+# was), another run's claim (contended; a doubt for the time that run's request may still
+# land) or a doubt left behind (contended while in force).
+_CLAIM_UPSERT = (
+    "ON CONFLICT (lead_key, account) DO UPDATE SET "
+    "contended = CASE WHEN {t}.run = excluded.run THEN {t}.contended "
+    "WHEN {t}.run <> {no_run} THEN 1 "
+    "WHEN {t}.doubt_until > excluded.claimed_at THEN 1 ELSE 0 END, "
+    "doubt_until = CASE WHEN {t}.run = excluded.run OR {t}.run = {no_run} THEN {t}.doubt_until "
+    "ELSE {greatest}(coalesce({t}.doubt_until, 0), excluded.claimed_at + {doubt}) END, "
+    "run = excluded.run, batch = excluded.batch, claimed_at = excluded.claimed_at"
+)
 _CLAIM_SQL = (
     f"INSERT INTO {claims_table.name} (lead_key, account, run, batch, contended, claimed_at) "
-    "VALUES (?, ?, ?, ?, 0, ?) ON CONFLICT (lead_key, account) DO UPDATE SET "
-    f"contended = CASE WHEN {claims_table.name}.run = excluded.run "
-    f"THEN {claims_table.name}.contended ELSE 1 END, "
-    "run = excluded.run, batch = excluded.batch, claimed_at = excluded.claimed_at"
+    "VALUES (?, ?, ?, ?, 0, ?) "
+    + _CLAIM_UPSERT.format(
+        t=claims_table.name, no_run=f"X'{NO_RUN.hex()}'", greatest="max", doubt="?"
+    )
 )
 _PG_CLAIM_SQL = (
     f"INSERT INTO {claims_table.name} (lead_key, account, run, batch, contended, claimed_at) "
     "SELECT k, %s, %s, %s, 0, extract(epoch FROM clock_timestamp()) "
-    "FROM unnest(%s::bytea[]) AS k ON CONFLICT (lead_key, account) DO UPDATE SET "
-    f"contended = CASE WHEN {claims_table.name}.run = excluded.run "
-    f"THEN {claims_table.name}.contended ELSE 1 END, "
-    "run = excluded.run, batch = excluded.batch, claimed_at = excluded.claimed_at"
+    "FROM unnest(%s::bytea[]) AS k "
+    + _CLAIM_UPSERT.format(
+        t=claims_table.name,
+        no_run=f"'\\x{NO_RUN.hex()}'::bytea",
+        greatest="greatest",
+        doubt="%s",
+    )
 )
 _RUN_CLAIMS_SQL = (
-    f"SELECT lead_key, batch, contended FROM {claims_table.name} WHERE run = ? AND account = ?"
+    f"SELECT lead_key, batch, contended, doubt_until FROM {claims_table.name} "
+    "WHERE run = ? AND account = ?"
+)
+_DOUBT_SQL = (
+    f"UPDATE {claims_table.name} SET run = ?, batch = 0, doubt_until = ? "
+    "WHERE lead_key = ? AND account = ? AND run = ?"
 )
 _RECORD_SQL = (
     f"INSERT INTO {leads_table.name} "
@@ -460,28 +485,33 @@ class SyncStore:
         leads: Sequence[tuple[bytes, bytes]],
         *,
         skip_unchanged: bool = True,
+        doubt_seconds: float = 0.0,
     ) -> set[bytes]:
         """Before a batch is sent: find its unchanged leads, claim the others for (run, batch).
 
         `leads` are (lead_key, payload_hash). Returns the keys whose stored digest equals
         the payload (when `skip_unchanged`): those are not claimed and must not be sent.
-        Every other lead is claimed; a claim another run holds on it becomes this run's,
-        marked contended; and its stored digest is dropped. When a digest was dropped, the
-        drop is durable (on disk, or committed by PostgreSQL) before this returns: whatever
-        then happens to the request, a later run never skips a version careCycle may not
-        hold. Claims of leads with no digest only need to be visible to other runs.
+        Every other lead is claimed, and its stored digest is dropped. A claim another run
+        holds on the lead becomes this run's, marked contended, and a doubt for
+        `doubt_seconds` (that run's request may still land); a doubt still in force marks it
+        contended too. When a digest was dropped, the drop is durable (on disk, or committed
+        by PostgreSQL) before this returns: whatever then happens to the request, a later
+        run never skips a version careCycle may not hold. Claims of leads with no digest
+        only need to be visible to other runs.
         """
         if self._engine is None or not leads:
             return set()
         if self._location.is_sqlite:
             same, dropped = self._run(
-                lambda conn: self._claim_sqlite(conn, run, batch, leads, skip_unchanged),
+                lambda conn: self._claim_sqlite(
+                    conn, run, batch, leads, skip_unchanged, doubt_seconds
+                ),
                 write=True,
             )
             if dropped:
                 self._sync_sqlite_log()
             return same
-        return self._claim_postgresql(run, batch, leads, skip_unchanged)
+        return self._claim_postgresql(run, batch, leads, skip_unchanged, doubt_seconds)
 
     def _claim_sqlite(
         self,
@@ -490,6 +520,7 @@ class SyncStore:
         batch: int,
         leads: Sequence[tuple[bytes, bytes]],
         skip_unchanged: bool,
+        doubt_seconds: float,
     ) -> tuple[set[bytes], bool]:
         """Look up, claim and drop in one transaction under the file's write lock.
 
@@ -506,7 +537,8 @@ class SyncStore:
         now = time.time()
         account = self._account_id
         cursor.executemany(
-            _CLAIM_SQL, [(key, account, run, batch, now) for key, _ in leads if key not in same]
+            _CLAIM_SQL,
+            [(key, account, run, batch, now, doubt_seconds) for key, _ in leads if key not in same],
         )
         drop = [key for key, _ in leads if key in found and key not in same]
         if drop:
@@ -518,7 +550,12 @@ class SyncStore:
         return same, bool(drop)
 
     def _claim_postgresql(
-        self, run: bytes, batch: int, leads: Sequence[tuple[bytes, bytes]], skip_unchanged: bool
+        self,
+        run: bytes,
+        batch: int,
+        leads: Sequence[tuple[bytes, bytes]],
+        skip_unchanged: bool,
+        doubt_seconds: float,
     ) -> set[bytes]:
         """Look up (one autocommit query), then claim and drop in one transaction.
 
@@ -533,7 +570,7 @@ class SyncStore:
         account = self._account_id
 
         def claim_and_drop(conn: Connection) -> None:
-            conn.exec_driver_sql(_PG_CLAIM_SQL, (account, run, batch, keys))
+            conn.exec_driver_sql(_PG_CLAIM_SQL, (account, run, batch, keys, doubt_seconds))
             dropped = conn.exec_driver_sql(
                 f"DELETE FROM {leads_table.name} WHERE account = %s AND lead_key = ANY(%s)",
                 (account, keys),
@@ -549,49 +586,79 @@ class SyncStore:
         run: bytes,
         acknowledged: Sequence[Acknowledged],
         answered: Sequence[tuple[bytes, int]] = (),
+        doubtful: Sequence[bytes] = (),
         *,
+        doubt_seconds: float = 0.0,
         after_stop: bool = False,
     ) -> int:
         """Record what careCycle acknowledged, where the run's claim still stands; unclaim.
 
         One transaction for any number of batches. A digest is written only where the
-        claim of the acknowledged batch is still this run's current claim of the lead and
-        not contended; every such claim, and the claims of `answered` leads (refused, or not
-        confirmed: no digest), is removed. Leads whose request has an unknown fate are in
-        neither list: their claims stay, so the next run to send them records nothing
-        either. Losing this transaction (a crash, a power cut) only means a resend, so it is
-        not forced to disk. Returns the number of digests written.
+        claim of the acknowledged batch is still this run's current claim of the lead, not
+        contended and under no doubt in force. Those claims, and the claims of `answered`
+        leads (refused, or not confirmed: no digest), are removed, or left as a doubt while
+        one is in force. The run's claims of `doubtful` leads (a request of unknown fate)
+        become doubts for `doubt_seconds`: runs that claim them meanwhile record nothing.
+        Losing this transaction (a crash, a power cut) only means a resend, so it is not
+        forced to disk. Returns the number of digests written.
         """
-        if self._engine is None or not (acknowledged or answered):
+        if self._engine is None or not (acknowledged or answered or doubtful):
             return 0
         if self._location.is_sqlite:
             return self._run(
-                lambda conn: self._settle_sqlite(conn, run, acknowledged, answered),
+                lambda conn: self._settle_sqlite(
+                    conn, run, acknowledged, answered, doubtful, doubt_seconds
+                ),
                 write=True,
                 after_stop=after_stop,
             )
         return self._run(
-            lambda conn: self._settle_postgresql(conn, run, acknowledged, answered),
+            lambda conn: self._settle_postgresql(
+                conn, run, acknowledged, answered, doubtful, doubt_seconds
+            ),
             write=True,
             after_stop=after_stop,
         )
 
-    def _current_claims(
-        self,
+    @staticmethod
+    def _settlement(
         rows: Sequence[Any],
+        now: float,
         acknowledged: Sequence[Acknowledged],
         answered: Sequence[tuple[bytes, int]],
-    ) -> tuple[list[Acknowledged], list[tuple[bytes, int]]]:
-        """(acknowledgements to record, claims to remove) given the run's claims in `rows`."""
-        claims = {bytes(key): (int(batch), int(contended)) for key, batch, contended in rows}
-        record = [a for a in acknowledged if claims.get(a.lead_key) == (a.batch, 0)]
-        release = [
-            (key, batch)
-            for key, batch in [*((a.lead_key, a.batch) for a in acknowledged), *answered]
-            if key in claims and claims[key][0] == batch
-        ]
+        doubtful: Sequence[bytes],
+        doubt_seconds: float,
+    ) -> tuple[list[Acknowledged], list[tuple[bytes, int]], list[tuple[bytes, float]]]:
+        """(digests to write, claims to remove, claims to turn into doubts until a time).
+
+        `rows` are the run's claims: (lead_key, batch, contended, doubt_until).
+        """
+        claims = {
+            bytes(key): (int(batch), int(contended), float(doubt or 0.0))
+            for key, batch, contended, doubt in rows
+        }
+        record: list[Acknowledged] = []
+        remove: list[tuple[bytes, int]] = []
+        doubts: dict[bytes, float] = {}
+        for entry in acknowledged:
+            claim = claims.get(entry.lead_key)
+            if claim is not None and claim[0] == entry.batch and not claim[1] and claim[2] <= now:
+                record.append(entry)
+        finished = [*((a.lead_key, a.batch) for a in acknowledged), *answered]
+        for key, batch in finished:
+            claim = claims.get(key)
+            if claim is None or claim[0] != batch:
+                continue  # taken over by a later batch or another run
+            if claim[2] > now:
+                doubts[key] = claim[2]
+            else:
+                remove.append((key, batch))
+        for key in doubtful:
+            claim = claims.get(key)
+            if claim is not None:
+                doubts[key] = max(claim[2], now + doubt_seconds)
         record.sort(key=lambda a: a.lead_key)  # B-tree order: each page is visited once
-        return record, release
+        return record, remove, sorted(doubts.items())
 
     def _settle_sqlite(
         self,
@@ -599,17 +666,24 @@ class SyncStore:
         run: bytes,
         acknowledged: Sequence[Acknowledged],
         answered: Sequence[tuple[bytes, int]],
+        doubtful: Sequence[bytes],
+        doubt_seconds: float,
     ) -> int:
         cursor = _sqlite_cursor(conn)
         account = self._account_id
         rows = cursor.execute(_RUN_CLAIMS_SQL, (run, account)).fetchall()
-        record, release = self._current_claims(rows, acknowledged, answered)
+        record, remove, doubts = self._settlement(
+            rows, time.time(), acknowledged, answered, doubtful, doubt_seconds
+        )
         now = datetime.now(timezone.utc).strftime(_SQLITE_TIME_FORMAT)
         cursor.executemany(
             _RECORD_SQL,
             [(a.lead_key, account, a.payload_hash, a.carecycle_id, now) for a in record],
         )
-        cursor.executemany(_UNCLAIM_SQL, [(key, account, run, b) for key, b in release])
+        cursor.executemany(_UNCLAIM_SQL, [(key, account, run, b) for key, b in remove])
+        cursor.executemany(
+            _DOUBT_SQL, [(NO_RUN, until, key, account, run) for key, until in doubts]
+        )
         return len(record)
 
     def _settle_postgresql(
@@ -618,6 +692,8 @@ class SyncStore:
         run: bytes,
         acknowledged: Sequence[Acknowledged],
         answered: Sequence[tuple[bytes, int]],
+        doubtful: Sequence[bytes],
+        doubt_seconds: float,
     ) -> int:
         account = self._account_id
         # FOR UPDATE: a run claiming one of these leads now waits for this transaction (and
@@ -626,7 +702,12 @@ class SyncStore:
         rows = conn.exec_driver_sql(
             _RUN_CLAIMS_SQL.replace("?", "%s") + " FOR UPDATE", (run, account)
         ).all()
-        record, release = self._current_claims(rows, acknowledged, answered)
+        now = float(
+            conn.exec_driver_sql("SELECT extract(epoch FROM clock_timestamp())").scalar_one()
+        )
+        record, remove, doubts = self._settlement(
+            rows, now, acknowledged, answered, doubtful, doubt_seconds
+        )
         conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
         if record:
             conn.exec_driver_sql(
@@ -638,10 +719,15 @@ class SyncStore:
                     [a.carecycle_id for a in record],
                 ),
             )
-        if release:
+        if remove:
             conn.exec_driver_sql(
                 _PG_UNCLAIM_SQL,
-                ([key for key, _ in release], [b for _, b in release], account, run),
+                ([key for key, _ in remove], [b for _, b in remove], account, run),
+            )
+        if doubts:
+            conn.exec_driver_sql(
+                _DOUBT_SQL.replace("?", "%s"),
+                [(NO_RUN, until, key, account, run) for key, until in doubts],
             )
         return len(record)
 

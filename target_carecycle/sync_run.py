@@ -62,8 +62,11 @@ class SyncRun:
     by `check` (or the next `settle_now`).
     """
 
-    def __init__(self, store: SyncStore, *, skip_unchanged: bool) -> None:
+    def __init__(
+        self, store: SyncStore, *, skip_unchanged: bool, doubt_seconds: float = 0.0
+    ) -> None:
         self.store = store
+        self.doubt_seconds = doubt_seconds
         self.run_id = os.urandom(RUN_ID_BYTES)
         self._skip_unchanged = skip_unchanged
         self._batches = itertools.count(1)
@@ -72,6 +75,7 @@ class SyncRun:
         self._settling = threading.Lock()  # one settle transaction at a time
         self._acknowledged: dict[bytes, Acknowledged] = {}
         self._answered: dict[bytes, int] = {}  # lead_key -> batch: refused or unconfirmed
+        self._doubtful: set[bytes] = set()  # leads with a request of unknown fate, to write
         self._since: float | None = None  # when the oldest waiting entry arrived
         self._tainted: set[bytes] = set()
         self._error: SyncStoreError | None = None
@@ -118,6 +122,7 @@ class SyncRun:
                 batch,
                 [(lead_keys[p], payload_hashes[p]) for p in candidates],
                 skip_unchanged=self._skip_unchanged,
+                doubt_seconds=self.doubt_seconds,
             )
         except SyncStoreError as exc:  # the run stops: nothing more is written
             self._error, self._error_raised = exc, True
@@ -151,8 +156,8 @@ class SyncRun:
         """
         self.check()
         with self._settling:
-            acknowledged, answered = self._take()
-            self._settle(acknowledged, answered, after_stop=after_stop)
+            taken = self._take()
+            self._settle(*taken, after_stop=after_stop)
         self.check()
 
     def close(self) -> None:
@@ -177,6 +182,8 @@ class SyncRun:
         with self._lock:
             if maybe_applied:
                 self._tainted.update(claimed.lead_keys)
+                self._doubtful.update(claimed.lead_keys)
+                self._wake_writer()
                 return
             for index, key in enumerate(claimed.lead_keys):
                 if key in self._tainted:
@@ -193,11 +200,18 @@ class SyncRun:
                     )
                 else:
                     self._answered[key] = claimed.batch
-            if self._since is None and (self._acknowledged or self._answered):
-                self._since = time.monotonic()
-                self._wake.notify()  # the writer sleeps until something waits
-            elif len(self._acknowledged) + len(self._answered) >= SETTLE_AT_LEADS:
-                self._wake.notify()
+            self._wake_writer()
+
+    def _wake_writer(self) -> None:
+        """(Holding the lock) wake the writer when something starts waiting, or a lot does."""
+        if self._since is None and self._waiting():
+            self._since = time.monotonic()
+            self._wake.notify()  # the writer sleeps until something waits
+        elif self._waiting() >= SETTLE_AT_LEADS:
+            self._wake.notify()
+
+    def _waiting(self) -> int:
+        return len(self._acknowledged) + len(self._answered) + len(self._doubtful)
 
     # The writer thread
 
@@ -215,11 +229,11 @@ class SyncRun:
                 if self._closing or self._error is not None:
                     return
             with self._settling:
-                acknowledged, answered = self._take()
+                taken = self._take()
                 try:
-                    self._settle(acknowledged, answered, after_stop=False)
+                    self._settle(*taken, after_stop=False)
                 except StoreInterrupted:
-                    self._put_back(acknowledged, answered)  # for the last settle_now
+                    self._put_back(*taken)  # for the last settle_now
                     return
                 except SyncStoreError:
                     return  # kept in self._error for the main thread
@@ -227,41 +241,55 @@ class SyncRun:
     def _due(self) -> bool:
         if self._since is None:
             return False
-        waiting = len(self._acknowledged) + len(self._answered)
-        return waiting >= SETTLE_AT_LEADS or time.monotonic() - self._since >= SETTLE_EVERY_SECONDS
+        return (
+            self._waiting() >= SETTLE_AT_LEADS
+            or time.monotonic() - self._since >= SETTLE_EVERY_SECONDS
+        )
 
     # Both
 
-    def _take(self) -> tuple[list[Acknowledged], list[tuple[bytes, int]]]:
+    def _take(self) -> tuple[list[Acknowledged], list[tuple[bytes, int]], list[bytes]]:
         with self._lock:
             acknowledged = list(self._acknowledged.values())
             answered = list(self._answered.items())
-            self._acknowledged, self._answered, self._since = {}, {}, None
-        return acknowledged, answered
+            doubtful = sorted(self._doubtful)
+            self._acknowledged, self._answered, self._doubtful = {}, {}, set()
+            self._since = None
+        return acknowledged, answered, doubtful
 
     def _put_back(
-        self, acknowledged: list[Acknowledged], answered: list[tuple[bytes, int]]
+        self,
+        acknowledged: list[Acknowledged],
+        answered: list[tuple[bytes, int]],
+        doubtful: list[bytes],
     ) -> None:
         with self._lock:
             for entry in acknowledged:
                 self._acknowledged.setdefault(entry.lead_key, entry)
             for key, batch in answered:
                 self._answered.setdefault(key, batch)
-            if self._since is None and (self._acknowledged or self._answered):
+            self._doubtful.update(doubtful)
+            if self._since is None and self._waiting():
                 self._since = time.monotonic()
 
     def _settle(
         self,
         acknowledged: list[Acknowledged],
         answered: list[tuple[bytes, int]],
+        doubtful: list[bytes],
         *,
         after_stop: bool,
     ) -> None:
-        if self._error is not None or not (acknowledged or answered):
+        if self._error is not None or not (acknowledged or answered or doubtful):
             return
         try:
             self.recorded += self.store.settle(
-                self.run_id, acknowledged, answered, after_stop=after_stop
+                self.run_id,
+                acknowledged,
+                answered,
+                doubtful,
+                doubt_seconds=self.doubt_seconds,
+                after_stop=after_stop,
             )
         except SyncStoreError as exc:
             self._error = exc

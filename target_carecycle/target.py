@@ -49,6 +49,9 @@ else:  # singer-sdk brings typing_extensions on Python < 3.13
     from typing_extensions import override
 
 EXIT_SIGNAL_BASE = 128
+# A request of unknown fate may be applied by careCycle until this many request timeouts after
+# the doubt arose (docs/sync-store.md): until then no run records the lead.
+DOUBT_TIMEOUTS = 10
 RECORD_AGE_CHECK_EVERY = 1000
 
 
@@ -390,7 +393,12 @@ class TargetCareCycle(Target):
                 stop=self._stop,
             )
         if not settings.dry_run:
-            self.sync_run = SyncRun(self.sync_store, skip_unchanged=settings.skip_unchanged)
+            assert settings.client is not None
+            self.sync_run = SyncRun(
+                self.sync_store,
+                skip_unchanged=settings.skip_unchanged,
+                doubt_seconds=DOUBT_TIMEOUTS * settings.client.request_timeout,
+            )
         self.logger.info(
             "Sync store: %s (%s)",
             self.sync_store.describe(),

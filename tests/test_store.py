@@ -658,3 +658,40 @@ def test_a_failure_of_the_writer_thread_is_raised_on_the_main_thread(tmp_path):
             run.check()
     finally:
         run.close()
+
+
+def test_a_doubt_in_force_makes_every_run_record_nothing_until_it_is_over(tmp_path):
+    path = tmp_path / "s.sqlite"
+    store = SyncStore.open(str(path), ACCOUNT)
+    a = lead(1)
+    store.claim(os.urandom(16), 1, pairs_of(store, [a]))  # a run that died while sending
+    for _ in range(3):  # every run meeting the doubt while it lasts
+        run = os.urandom(16)
+        store.claim(run, 1, pairs_of(store, [a]), doubt_seconds=3600)
+        assert settle_all(store, run, 1, [a]) == 0
+        assert store.claims() == 1  # the doubt stays, owned by no run
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute("UPDATE carecycle_sync_claims SET doubt_until = 1")  # an hour later
+    run = os.urandom(16)
+    store.claim(run, 1, pairs_of(store, [a]), doubt_seconds=3600)
+    assert settle_all(store, run, 1, [a]) == 1
+    assert store.claims() == 0
+
+
+def test_a_request_of_unknown_fate_leaves_a_doubt_for_ten_request_timeouts(tmp_path):
+    store = SyncStore.open(str(tmp_path / "s.sqlite"), ACCOUNT)
+    run = SyncRun(store, skip_unchanged=True, doubt_seconds=300)
+    try:
+        keys, digests = zip(*pairs_of(store, [lead(1)]), strict=True)
+        _, claimed = run.claim(keys, digests)
+        assert claimed is not None
+        before = time.time()
+        run.answered(claimed, None, maybe_applied=True)  # timed out, retries used up
+        run.settle_now()
+    finally:
+        run.close()
+    rows = claims_rows(tmp_path / "s.sqlite")
+    assert [(bytes(r), b) for r, b, _ in rows] == [(bytes(16), 0)]  # owned by no run
+    with closing(sqlite3.connect(tmp_path / "s.sqlite")) as conn:
+        (until,) = conn.execute("SELECT doubt_until FROM carecycle_sync_claims").fetchone()
+    assert before + 300 <= until <= time.time() + 300
