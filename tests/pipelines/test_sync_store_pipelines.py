@@ -76,15 +76,6 @@ def test_full_refresh_twice_sends_nothing_the_second_time(
 # A PostgreSQL store
 
 
-@pytest.fixture
-def store_url(postgres: PostgresServer, request: pytest.FixtureRequest) -> str:
-    """A fresh database for the store, as a psycopg URL with a (trust-ignored) password."""
-    name = "sync_" + request.node.name.lower().replace("[", "_").replace("]", "")[:40]
-    postgres.psql(f'DROP DATABASE IF EXISTS "{name}"')
-    postgres.create_database(name)
-    return f"postgresql+psycopg://postgres:Pg-Store-Sekr3t@127.0.0.1:{postgres.port}/{name}"
-
-
 def run_in_home(
     home: Path, config: dict[str, Any], lines: list[str]
 ) -> subprocess.CompletedProcess[str]:
