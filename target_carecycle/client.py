@@ -10,6 +10,7 @@ import base64
 import ipaddress
 import logging
 import math
+import random
 import re
 import ssl
 import threading
@@ -35,6 +36,12 @@ MAX_RATE_LIMIT_WAITS = 50
 # Requests are spaced 3% wider than the budget allows, so network jitter in arrival times
 # never makes a strict server (a bucket of one) see two requests too close together.
 PACING_MARGIN = 1.03
+# After a 429 the pace is cut to this share of itself (at most once per wait careCycle asks
+# for), never below MIN_PACE of the budget; successes bring it back by the whole budget per
+# PACE_RECOVERY_SECONDS. Measured in benchmarks/bench_pacing.py (docs/performance.md).
+PACE_CUT = 0.5
+MIN_PACE = 0.01
+PACE_RECOVERY_SECONDS = 20.0
 DEFAULT_REQUEST_TIMEOUT = 30.0
 DEFAULT_MAX_RETRIES = 8
 DEFAULT_REQUESTS_PER_MINUTE = 60
@@ -311,17 +318,23 @@ class SharedBudget(Protocol):
 class RequestPacer:
     """Spaces request starts so a key stays under its per-minute budget (thread-safe).
 
-    A 429 holds every sender back for the time careCycle asks and slows the pace; each
-    success brings the pace back towards the configured budget. With a `shared` budget the
-    slots are reserved there, so concurrent runs on one key split the budget between them.
+    A 429 holds every sender of the run back for the `retryAfter` careCycle asks (plus a
+    random part of one interval, so runs that were told to wait alike do not all start again
+    at once) and cuts the pace, at most once per such wait; each success then brings the
+    pace back by the same amount per second (additive increase, multiplicative decrease:
+    runs on one key without a shared store converge on sharing the limit instead of
+    collapsing). With a `shared` budget the slots are reserved there, so concurrent runs on
+    one key split the budget between them.
     """
 
     def __init__(
         self, per_minute: int, stop: threading.Event, shared: SharedBudget | None = None
     ) -> None:
         self._base_interval = 60.0 * PACING_MARGIN / per_minute if per_minute > 0 else 0.0
-        self._interval = self._base_interval
+        self._max_rate = 1.0 / self._base_interval if self._base_interval else 0.0
+        self._rate = self._max_rate  # requests a second at the current pace
         self._next_start = 0.0
+        self._last_cut = -math.inf
         self._lock = threading.Lock()
         self._stop = stop
         self._shared = shared if per_minute > 0 else None
@@ -329,33 +342,39 @@ class RequestPacer:
     @property
     def interval(self) -> float:
         """Seconds between request starts at the current pace."""
-        return self._interval
+        return 1.0 / self._rate if self._rate else 0.0
 
     def wait_turn(self) -> None:
         """Block until this caller may start a request."""
         if self._shared is not None:
-            _sleep(self._shared.reserve_request(self._interval), self._stop)
+            _sleep(self._shared.reserve_request(self.interval), self._stop)
             return
         with self._lock:
             now = time.monotonic()
             start = max(now, self._next_start)
-            self._next_start = start + self._interval
+            self._next_start = start + self.interval
         _sleep(start - now, self._stop)
 
     def hold_off(self, seconds: float) -> None:
-        """Make every sender wait `seconds` from now, and slow the pace down."""
+        """careCycle answered 429: every sender waits `seconds`; the pace is cut once."""
         with self._lock:
-            self._next_start = max(self._next_start, time.monotonic() + seconds)
-            slower = max(self._interval * 1.5, self._base_interval, 0.05)
-            self._interval = min(slower, 60.0)
+            now = time.monotonic()
+            # Requests already on their way when careCycle said so meet the same 429: one
+            # cut per wait, not one per request.
+            if self._max_rate and now - self._last_cut >= max(seconds, self.interval):
+                self._rate = max(self._max_rate * MIN_PACE, self._rate * PACE_CUT)
+                self._last_cut = now
+            jitter = random.uniform(0.0, self.interval)
+            self._next_start = max(self._next_start, now + seconds + jitter)
         if self._shared is not None:
             self._shared.hold_off(seconds)
 
     def note_success(self) -> None:
-        """Recover a little of the pace lost to 429s."""
-        if self._interval > self._base_interval:
+        """Recover pace lost to 429s: the full budget again after PACE_RECOVERY_SECONDS."""
+        if self._rate < self._max_rate:
             with self._lock:
-                self._interval = max(self._base_interval, self._interval * 0.95)
+                step = self._max_rate / (PACE_RECOVERY_SECONDS * self._rate)
+                self._rate = min(self._max_rate, self._rate + step)
 
 
 def _sleep(seconds: float, stop: threading.Event) -> None:
