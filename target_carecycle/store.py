@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import logging
 import os
 import sqlite3
@@ -138,6 +139,9 @@ claims_table = Table(
     # on a request, or found another run's claim, sets it; runs claiming the lead before
     # then record nothing. A row whose run is NO_RUN is such a doubt and nothing else.
     Column("doubt_until", Float),
+    # The digest of the version this claim sends: written as the lead's digest when the
+    # batch is acknowledged and the claim still stands.
+    Column("payload_hash", LargeBinary(DIGEST_BYTES)),
     # A run finds its own claims here; a batch's claims are adjacent (cheap to insert).
     Index("carecycle_sync_claims_run", "run", "batch"),
     sqlite_with_rowid=False,
@@ -162,19 +166,21 @@ _CLAIM_UPSERT = (
     "WHEN {t}.doubt_until > excluded.claimed_at THEN 1 ELSE 0 END, "
     "doubt_until = CASE WHEN {t}.run = excluded.run OR {t}.run = {no_run} THEN {t}.doubt_until "
     "ELSE {greatest}(coalesce({t}.doubt_until, 0), excluded.claimed_at + {doubt}) END, "
-    "run = excluded.run, batch = excluded.batch, claimed_at = excluded.claimed_at"
+    "run = excluded.run, batch = excluded.batch, claimed_at = excluded.claimed_at, "
+    "payload_hash = excluded.payload_hash"
 )
+_CLAIM_COLUMNS = "(lead_key, account, run, batch, contended, claimed_at, payload_hash)"
 _CLAIM_SQL = (
-    f"INSERT INTO {claims_table.name} (lead_key, account, run, batch, contended, claimed_at) "
-    "VALUES (?, ?, ?, ?, 0, ?) "
+    f"INSERT INTO {claims_table.name} {_CLAIM_COLUMNS} "
+    "SELECT column1, ?, ?, ?, 0, ?, column2 FROM (VALUES {rows}) WHERE true "
     + _CLAIM_UPSERT.format(
         t=claims_table.name, no_run=f"X'{NO_RUN.hex()}'", greatest="max", doubt="?"
     )
 )
 _PG_CLAIM_SQL = (
-    f"INSERT INTO {claims_table.name} (lead_key, account, run, batch, contended, claimed_at) "
-    "SELECT k, %s, %s, %s, 0, extract(epoch FROM clock_timestamp()) "
-    "FROM unnest(%s::bytea[]) AS k "
+    f"INSERT INTO {claims_table.name} {_CLAIM_COLUMNS} "
+    "SELECT k, %s, %s, %s, 0, extract(epoch FROM clock_timestamp()), h "
+    "FROM unnest(%s::bytea[], %s::bytea[]) AS t(k, h) "
     + _CLAIM_UPSERT.format(
         t=claims_table.name,
         no_run=f"'\\x{NO_RUN.hex()}'::bytea",
@@ -182,34 +188,29 @@ _PG_CLAIM_SQL = (
         doubt="%s",
     )
 )
-_RUN_CLAIMS_SQL = (
-    f"SELECT lead_key, batch, contended, doubt_until FROM {claims_table.name} "
-    "WHERE run = ? AND account = ?"
+# Settling, for a run's batches: {batches} and the like are filled in per statement.
+_SETTLE_DOUBT_SQL = (
+    f"UPDATE {claims_table.name} SET run = {{no_run}}, batch = 0, "
+    "doubt_until = {greatest}(coalesce(doubt_until, 0), {until}) "
+    "WHERE account = {p} AND run = {p} AND lead_key IN ({doubtful})"
 )
-_DOUBT_SQL = (
-    f"UPDATE {claims_table.name} SET run = ?, batch = 0, doubt_until = ? "
-    "WHERE lead_key = ? AND account = ? AND run = ?"
-)
-_RECORD_SQL = (
-    f"INSERT INTO {leads_table.name} "
-    "(lead_key, account, payload_hash, carecycle_id, synced_at) VALUES (?, ?, ?, ?, ?) "
-    "ON CONFLICT (lead_key, account) DO UPDATE SET payload_hash = excluded.payload_hash, "
-    f"carecycle_id = coalesce(excluded.carecycle_id, {leads_table.name}.carecycle_id), "
-    "synced_at = excluded.synced_at"
-)
-_PG_RECORD_SQL = (
+_SETTLE_RECORD_SQL = (
     f"INSERT INTO {leads_table.name} (lead_key, account, payload_hash, carecycle_id, synced_at) "
-    "SELECT k, %s, h, i, now() FROM unnest(%s::bytea[], %s::bytea[], %s::text[]) AS t(k, h, i) "
+    "SELECT lead_key, account, payload_hash, NULL, {synced_at} "
+    f"FROM {claims_table.name} "
+    "WHERE run = {p} AND account = {p} AND batch IN ({batches}) AND contended = 0 "
+    "AND (doubt_until IS NULL OR doubt_until <= {p}) AND {not_excluded} "
+    "ORDER BY lead_key "
     "ON CONFLICT (lead_key, account) DO UPDATE SET payload_hash = excluded.payload_hash, "
-    f"carecycle_id = coalesce(excluded.carecycle_id, {leads_table.name}.carecycle_id), "
-    "synced_at = excluded.synced_at"
+    "carecycle_id = NULL, synced_at = excluded.synced_at"
 )
-_UNCLAIM_SQL = (
-    f"DELETE FROM {claims_table.name} WHERE lead_key = ? AND account = ? AND run = ? AND batch = ?"
+_SETTLE_KEEP_DOUBTS_SQL = (
+    f"UPDATE {claims_table.name} SET run = {{no_run}}, batch = 0 "
+    "WHERE run = {p} AND account = {p} AND batch IN ({batches}) AND doubt_until > {p}"
 )
-_PG_UNCLAIM_SQL = (
-    f"DELETE FROM {claims_table.name} c USING unnest(%s::bytea[], %s::int[]) AS d(k, b) "
-    "WHERE c.account = %s AND c.run = %s AND c.lead_key = d.k AND c.batch = d.b"
+_SETTLE_UNCLAIM_SQL = (
+    f"DELETE FROM {claims_table.name} "
+    "WHERE run = {p} AND account = {p} AND batch IN ({batches}) AND lead_key NOT IN ({kept})"
 )
 # SQLAlchemy's text format for a SQLite DateTime column (what version 1 wrote).
 _SQLITE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
@@ -232,13 +233,17 @@ class _Busy(Exception):
 
 
 @dataclass(frozen=True)
-class Acknowledged:
-    """A lead careCycle acknowledged in a run's batch: what `settle` may record."""
+class SettledBatch:
+    """A run's batch that is finished: what `settle` records and unclaims.
 
-    lead_key: bytes
+    `acknowledged`: careCycle answered it (its leads' digests may be recorded); False when it
+    was not delivered. `excluded`: its leads never to record now (refused, not confirmed, or
+    with a request of unknown fate in the run).
+    """
+
     batch: int
-    payload_hash: bytes
-    carecycle_id: str | None
+    acknowledged: bool
+    excluded: tuple[bytes, ...] = ()
 
 
 # The lead as sent (serialization.dumps_json), with every object's keys sorted.
@@ -387,6 +392,9 @@ class SyncStore:
         # SQLite: this process's threads queue here for the file's write lock instead of in
         # SQLite's busy handler, which sleeps in steps of up to 100 ms.
         self._write_lock = threading.Lock() if location.is_sqlite else None
+        # SQLite: one connection, taken from the pool for the store's life, for claims and
+        # settling: plain sqlite3 calls, and its page cache stays warm between batches.
+        self._sqlite_writer: Any = None
         self._folder_synced = False
 
     @classmethod
@@ -438,6 +446,9 @@ class SyncStore:
 
     def close(self) -> None:
         """Close every connection."""
+        writer, self._sqlite_writer = self._sqlite_writer, None
+        if writer is not None:
+            writer.close()  # back to the pool, which the engine then closes
         if self._engine is not None:
             self._engine.dispose()
 
@@ -502,11 +513,10 @@ class SyncStore:
         if self._engine is None or not leads:
             return set()
         if self._location.is_sqlite:
-            same, dropped = self._run(
-                lambda conn: self._claim_sqlite(
-                    conn, run, batch, leads, skip_unchanged, doubt_seconds
-                ),
-                write=True,
+            same, dropped = self._run_sqlite(
+                lambda cursor: self._claim_sqlite(
+                    cursor, run, batch, leads, skip_unchanged, doubt_seconds
+                )
             )
             if dropped:
                 self._sync_sqlite_log()
@@ -515,7 +525,7 @@ class SyncStore:
 
     def _claim_sqlite(
         self,
-        conn: Connection,
+        cursor: sqlite3.Cursor,
         run: bytes,
         batch: int,
         leads: Sequence[tuple[bytes, bytes]],
@@ -527,25 +537,28 @@ class SyncStore:
         The lookup runs under the write lock, so no other run records a digest between it
         and the claims: only the digests it found need dropping.
         """
-        found = dict(self._lookup(conn, [key for key, _ in leads]))
+        marks = ",".join("?" * len(leads))
+        lookup = f"{_LOOKUP_SQL} AND lead_key IN ({marks})"
+        found = dict(cursor.execute(lookup, (self._account_id, *(k for k, _ in leads))))
         same = {
             key
             for key, digest in leads
             if skip_unchanged and key in found and hmac.compare_digest(found[key], digest)
         }
-        cursor = _sqlite_cursor(conn)
-        now = time.time()
-        account = self._account_id
-        cursor.executemany(
-            _CLAIM_SQL,
-            [(key, account, run, batch, now, doubt_seconds) for key, _ in leads if key not in same],
-        )
+        claimed = [item for pair in leads if pair[0] not in same for item in pair]
+        if claimed:
+            # One statement for the batch: executemany steps (and lets go of the GIL) per row.
+            rows = ",".join(["(?, ?)"] * (len(claimed) // 2))
+            cursor.execute(
+                _CLAIM_SQL.format(rows=rows),
+                (self._account_id, run, batch, time.time(), *claimed, doubt_seconds),
+            )
         drop = [key for key, _ in leads if key in found and key not in same]
         if drop:
             marks = ",".join("?" * len(drop))
             cursor.execute(
                 f"DELETE FROM {leads_table.name} WHERE account = ? AND lead_key IN ({marks})",
-                (account, *drop),
+                (self._account_id, *drop),
             )
         return same, bool(drop)
 
@@ -567,10 +580,11 @@ class SyncStore:
         keys = [key for key, _ in leads if key not in same]
         if not keys:
             return same
+        digests = [digest for key, digest in leads if key not in same]
         account = self._account_id
 
         def claim_and_drop(conn: Connection) -> None:
-            conn.exec_driver_sql(_PG_CLAIM_SQL, (account, run, batch, keys, doubt_seconds))
+            conn.exec_driver_sql(_PG_CLAIM_SQL, (account, run, batch, keys, digests, doubt_seconds))
             dropped = conn.exec_driver_sql(
                 f"DELETE FROM {leads_table.name} WHERE account = %s AND lead_key = ANY(%s)",
                 (account, keys),
@@ -584,8 +598,7 @@ class SyncStore:
     def settle(
         self,
         run: bytes,
-        acknowledged: Sequence[Acknowledged],
-        answered: Sequence[tuple[bytes, int]] = (),
+        batches: Sequence[SettledBatch],
         doubtful: Sequence[bytes] = (),
         *,
         doubt_seconds: float = 0.0,
@@ -593,143 +606,131 @@ class SyncStore:
     ) -> int:
         """Record what careCycle acknowledged, where the run's claim still stands; unclaim.
 
-        One transaction for any number of batches. A digest is written only where the
-        claim of the acknowledged batch is still this run's current claim of the lead, not
-        contended and under no doubt in force. Those claims, and the claims of `answered`
-        leads (refused, or not confirmed: no digest), are removed, or left as a doubt while
-        one is in force. The run's claims of `doubtful` leads (a request of unknown fate)
-        become doubts for `doubt_seconds`: runs that claim them meanwhile record nothing.
-        Losing this transaction (a crash, a power cut) only means a resend, so it is not
-        forced to disk. Returns the number of digests written.
+        One transaction for any number of finished batches, a few statements whatever their
+        size. First the run's claims of `doubtful` leads (a request of unknown fate) become
+        doubts for `doubt_seconds`, owned by no run: runs that claim them meanwhile record
+        nothing. Then, of the acknowledged batches, a lead's digest (the one its claim
+        carries) is written only where the batch's claim is still this run's current claim
+        of the lead, not contended and under no doubt in force, and the lead is not
+        excluded. Last, the batches' claims are removed, or kept as doubts while one is in
+        force. Losing this transaction (a crash, a power cut) only means a resend, so it is
+        not forced to disk. Returns the number of digests written.
         """
-        if self._engine is None or not (acknowledged or answered or doubtful):
+        if self._engine is None or not (batches or doubtful):
             return 0
         if self._location.is_sqlite:
-            return self._run(
-                lambda conn: self._settle_sqlite(
-                    conn, run, acknowledged, answered, doubtful, doubt_seconds
-                ),
-                write=True,
+            return self._run_sqlite(
+                lambda cursor: self._settle_sqlite(cursor, run, batches, doubtful, doubt_seconds),
                 after_stop=after_stop,
             )
         return self._run(
-            lambda conn: self._settle_postgresql(
-                conn, run, acknowledged, answered, doubtful, doubt_seconds
-            ),
+            lambda conn: self._settle_postgresql(conn, run, batches, doubtful, doubt_seconds),
             write=True,
             after_stop=after_stop,
         )
 
-    @staticmethod
-    def _settlement(
-        rows: Sequence[Any],
-        now: float,
-        acknowledged: Sequence[Acknowledged],
-        answered: Sequence[tuple[bytes, int]],
-        doubtful: Sequence[bytes],
-        doubt_seconds: float,
-    ) -> tuple[list[Acknowledged], list[tuple[bytes, int]], list[tuple[bytes, float]]]:
-        """(digests to write, claims to remove, claims to turn into doubts until a time).
-
-        `rows` are the run's claims: (lead_key, batch, contended, doubt_until).
-        """
-        claims = {
-            bytes(key): (int(batch), int(contended), float(doubt or 0.0))
-            for key, batch, contended, doubt in rows
-        }
-        record: list[Acknowledged] = []
-        remove: list[tuple[bytes, int]] = []
-        doubts: dict[bytes, float] = {}
-        for entry in acknowledged:
-            claim = claims.get(entry.lead_key)
-            if claim is not None and claim[0] == entry.batch and not claim[1] and claim[2] <= now:
-                record.append(entry)
-        finished = [*((a.lead_key, a.batch) for a in acknowledged), *answered]
-        for key, batch in finished:
-            claim = claims.get(key)
-            if claim is None or claim[0] != batch:
-                continue  # taken over by a later batch or another run
-            if claim[2] > now:
-                doubts[key] = claim[2]
-            else:
-                remove.append((key, batch))
-        for key in doubtful:
-            claim = claims.get(key)
-            if claim is not None:
-                doubts[key] = max(claim[2], now + doubt_seconds)
-        record.sort(key=lambda a: a.lead_key)  # B-tree order: each page is visited once
-        return record, remove, sorted(doubts.items())
-
     def _settle_sqlite(
         self,
-        conn: Connection,
+        cursor: sqlite3.Cursor,
         run: bytes,
-        acknowledged: Sequence[Acknowledged],
-        answered: Sequence[tuple[bytes, int]],
+        batches: Sequence[SettledBatch],
         doubtful: Sequence[bytes],
         doubt_seconds: float,
     ) -> int:
-        cursor = _sqlite_cursor(conn)
-        account = self._account_id
-        rows = cursor.execute(_RUN_CLAIMS_SQL, (run, account)).fetchall()
-        record, remove, doubts = self._settlement(
-            rows, time.time(), acknowledged, answered, doubtful, doubt_seconds
-        )
-        now = datetime.now(timezone.utc).strftime(_SQLITE_TIME_FORMAT)
-        cursor.executemany(
-            _RECORD_SQL,
-            [(a.lead_key, account, a.payload_hash, a.carecycle_id, now) for a in record],
-        )
-        cursor.executemany(_UNCLAIM_SQL, [(key, account, run, b) for key, b in remove])
-        cursor.executemany(
-            _DOUBT_SQL, [(NO_RUN, until, key, account, run) for key, until in doubts]
-        )
-        return len(record)
+        account, now = self._account_id, time.time()
+        no_run = f"X'{NO_RUN.hex()}'"
+        if doubtful:
+            cursor.execute(
+                _SETTLE_DOUBT_SQL.format(
+                    no_run=no_run, greatest="max", until="?", p="?", doubtful=_marks(doubtful)
+                ),
+                (now + doubt_seconds, account, run, *doubtful),
+            )
+        written = 0
+        acknowledged = [b.batch for b in batches if b.acknowledged]
+        if acknowledged:
+            excluded = [(b.batch, key) for b in batches for key in b.excluded]
+            pairs = ",".join(["(?, ?)"] * len(excluded))
+            not_excluded = f"(batch, lead_key) NOT IN (VALUES {pairs})" if excluded else "1"
+            synced_at = datetime.now(timezone.utc).strftime(_SQLITE_TIME_FORMAT)
+            cursor.execute(
+                _SETTLE_RECORD_SQL.format(
+                    synced_at="?", p="?", batches=_marks(acknowledged), not_excluded=not_excluded
+                ),
+                (synced_at, run, account, *acknowledged, now, *itertools.chain(*excluded)),
+            )
+            written = cursor.rowcount
+        finished = [b.batch for b in batches]
+        if finished:
+            marks = _marks(finished)
+            cursor.execute(
+                _SETTLE_KEEP_DOUBTS_SQL.format(no_run=no_run, p="?", batches=marks),
+                (run, account, *finished, now),
+            )
+            cursor.execute(
+                _SETTLE_UNCLAIM_SQL.format(p="?", batches=marks, kept=_marks(doubtful)),
+                (run, account, *finished, *doubtful),
+            )
+        return max(written, 0)
 
     def _settle_postgresql(
         self,
         conn: Connection,
         run: bytes,
-        acknowledged: Sequence[Acknowledged],
-        answered: Sequence[tuple[bytes, int]],
+        batches: Sequence[SettledBatch],
         doubtful: Sequence[bytes],
         doubt_seconds: float,
     ) -> int:
         account = self._account_id
+        finished = [b.batch for b in batches]
+        doubtful = list(doubtful)
         # FOR UPDATE: a run claiming one of these leads now waits for this transaction (and
         # then drops the digest written here), or this one waits for it (and then finds the
         # claim is no longer its own).
-        rows = conn.exec_driver_sql(
-            _RUN_CLAIMS_SQL.replace("?", "%s") + " FOR UPDATE", (run, account)
-        ).all()
-        now = float(
-            conn.exec_driver_sql("SELECT extract(epoch FROM clock_timestamp())").scalar_one()
+        conn.exec_driver_sql(
+            f"SELECT 1 FROM {claims_table.name} WHERE run = %s AND account = %s "
+            "AND (batch = ANY(%s) OR lead_key = ANY(%s)) FOR UPDATE",
+            (run, account, finished, doubtful),
         )
-        record, remove, doubts = self._settlement(
-            rows, now, acknowledged, answered, doubtful, doubt_seconds
-        )
+        clock = "SELECT extract(epoch FROM clock_timestamp())"
+        now = float(conn.exec_driver_sql(clock).scalar_one())
         conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
-        if record:
+        no_run = f"'\\x{NO_RUN.hex()}'::bytea"
+        if doubtful:
             conn.exec_driver_sql(
-                _PG_RECORD_SQL,
-                (
-                    account,
-                    [a.lead_key for a in record],
-                    [a.payload_hash for a in record],
-                    [a.carecycle_id for a in record],
-                ),
+                _SETTLE_DOUBT_SQL.format(
+                    no_run=no_run, greatest="greatest", until="%s", p="%s", doubtful="%s"
+                ).replace("lead_key IN (%s)", "lead_key = ANY(%s)"),
+                (now + doubt_seconds, account, run, doubtful),
             )
-        if remove:
+        written = 0
+        acknowledged = [b.batch for b in batches if b.acknowledged]
+        if acknowledged:
+            excluded = [(b.batch, key) for b in batches for key in b.excluded]
+            not_excluded = "(batch, lead_key) NOT IN (SELECT * FROM unnest(%s::int[], %s::bytea[]))"
+            sql = _SETTLE_RECORD_SQL.format(
+                synced_at="now()", p="%s", batches="%s", not_excluded=not_excluded
+            ).replace("batch IN (%s)", "batch = ANY(%s)")
+            parameters = (
+                run,
+                account,
+                acknowledged,
+                now,
+                [batch for batch, _ in excluded],
+                [key for _, key in excluded],
+            )
+            written = conn.exec_driver_sql(sql, parameters).rowcount
+        if finished:
+            keep = _SETTLE_KEEP_DOUBTS_SQL.format(no_run=no_run, p="%s", batches="%s")
             conn.exec_driver_sql(
-                _PG_UNCLAIM_SQL,
-                ([key for key, _ in remove], [b for _, b in remove], account, run),
+                keep.replace("batch IN (%s)", "batch = ANY(%s)"), (run, account, finished, now)
             )
-        if doubts:
-            conn.exec_driver_sql(
-                _DOUBT_SQL.replace("?", "%s"),
-                [(NO_RUN, until, key, account, run) for key, until in doubts],
+            unclaim = _SETTLE_UNCLAIM_SQL.format(p="%s", batches="%s", kept="%s")
+            unclaim = unclaim.replace("batch IN (%s)", "batch = ANY(%s)").replace(
+                "lead_key NOT IN (%s)", "NOT (lead_key = ANY(%s))"
             )
-        return len(record)
+            conn.exec_driver_sql(unclaim, (run, account, finished, doubtful))
+        return max(written, 0)
 
     def _sync_sqlite_log(self) -> None:
         """Force the SQLite write-ahead log to disk (what synchronous=FULL does at a commit).
@@ -871,6 +872,16 @@ class SyncStore:
         `one_query`: a single SELECT, which PostgreSQL runs without BEGIN and COMMIT (one
         round trip instead of three).
         """
+        return self._retrying(
+            lambda: self._attempt(work, write=write, one_query=one_query), after_stop
+        )
+
+    def _run_sqlite(self, work: Callable[[sqlite3.Cursor], _T], *, after_stop: bool = False) -> _T:
+        """`work` in one write transaction on the store's SQLite writer connection (see _run)."""
+        return self._retrying(lambda: self._attempt_sqlite(work), after_stop)
+
+    def _retrying(self, attempt: Callable[[], _T], after_stop: bool) -> _T:
+        """Repeat `attempt` while the store is locked elsewhere (see _run)."""
         patience = self._location.timeout
         if after_stop:
             patience = min(patience, PATIENCE_AFTER_STOP)
@@ -878,7 +889,7 @@ class SyncStore:
         said = False
         while True:
             try:
-                return self._attempt(work, write=write, one_query=one_query)
+                return attempt()
             except _Busy as busy:
                 if not after_stop and self._stop is not None and self._stop.is_set():
                     raise StoreInterrupted("stopped while waiting for the sync store") from None
@@ -916,6 +927,34 @@ class SyncStore:
         finally:
             if lock is not None:
                 lock.release()
+
+    def _attempt_sqlite(self, work: Callable[[sqlite3.Cursor], _T]) -> _T:
+        assert self._engine is not None and self._write_lock is not None
+        if not self._write_lock.acquire(timeout=LOCK_SLICE):
+            raise _Busy()
+        # Callers on the main thread hold the run's signal guard, so no signal handler
+        # raises between the acquire above and this try.
+        try:
+            if self._sqlite_writer is None:
+                self._sqlite_writer = self._engine.raw_connection()
+            connection: sqlite3.Connection = self._sqlite_writer.dbapi_connection
+            cursor = connection.cursor()
+            cursor.execute("BEGIN IMMEDIATE")
+            try:
+                result = work(cursor)
+                cursor.execute("COMMIT")
+            finally:
+                if connection.in_transaction:
+                    connection.rollback()
+            return result
+        except (SyncStoreError, StoreInterrupted):
+            raise
+        except (SQLAlchemyError, sqlite3.Error, OSError) as exc:
+            if _is_busy(exc):
+                raise _Busy(exc) from None
+            raise _store_error(exc, self._location) from None
+        finally:
+            self._write_lock.release()
 
     def _check_schema(self, *, writable: bool) -> None:
         """Create the tables on first use; refuse a store written by a newer version."""
@@ -1052,7 +1091,9 @@ def _sqlite_engine(where: _Location, *, writable: bool) -> Engine:
         conn.execute("PRAGMA synchronous=NORMAL")
         return conn
 
-    engine = create_engine("sqlite://", creator=connect, poolclass=QueuePool, pool_size=4)
+    engine = create_engine(
+        "sqlite://", creator=connect, poolclass=QueuePool, pool_size=4, pool_use_lifo=True
+    )
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
@@ -1062,14 +1103,13 @@ def _sqlite_engine(where: _Location, *, writable: bool) -> Engine:
     return engine
 
 
-def _sqlite_cursor(conn: Connection) -> sqlite3.Cursor:
-    """The plain sqlite3 cursor of a connection: executemany of tuples, no SQLAlchemy layer.
+def _marks(values: Sequence[Any]) -> str:
+    """`?` placeholders for an IN list.
 
-    Per row, SQLAlchemy's parameter processing cost more than SQLite's own work.
+    An empty list is an empty blob, which no key or batch number equals (NULL would make
+    NOT IN match nothing).
     """
-    raw: Any = conn.connection.dbapi_connection  # a sqlite3.Connection (see _sqlite_engine)
-    cursor: sqlite3.Cursor = raw.cursor()
-    return cursor
+    return ",".join("?" * len(values)) or "X''"
 
 
 def _is_busy(exc: BaseException) -> bool:
@@ -1120,7 +1160,7 @@ def _store_error(exc: BaseException, where: _Location) -> SyncStoreError:
 __all__ = [
     "STORE_OFF",
     "Account",
-    "Acknowledged",
+    "SettledBatch",
     "StoreInterrupted",
     "SyncStore",
     "SyncStoreError",

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from target_carecycle.client import BatchResult
 from target_carecycle.store import (
     RUN_ID_BYTES,
-    Acknowledged,
+    SettledBatch,
     StoreInterrupted,
     SyncStore,
     SyncStoreError,
@@ -73,8 +73,10 @@ class SyncRun:
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._settling = threading.Lock()  # one settle transaction at a time
-        self._acknowledged: dict[bytes, Acknowledged] = {}
-        self._answered: dict[bytes, int] = {}  # lead_key -> batch: refused or unconfirmed
+        self._finished: list[SettledBatch] = []  # batches answered, to settle
+        self._waiting_leads = 0  # leads in them
+        # lead_key -> payload digest careCycle acknowledged in this run, not yet settled
+        self._acknowledged: dict[bytes, bytes] = {}
         self._doubtful: set[bytes] = set()  # leads with a request of unknown fate, to write
         self._since: float | None = None  # when the oldest waiting entry arrived
         self._tainted: set[bytes] = set()
@@ -106,12 +108,11 @@ class SyncRun:
                     zip(lead_keys, payload_hashes, strict=True)
                 ):
                     waiting = self._acknowledged.get(key)
-                    if waiting is not None and hmac.compare_digest(waiting.payload_hash, digest):
+                    if waiting is not None and hmac.compare_digest(waiting, digest):
                         unchanged.add(position)
             for position, key in enumerate(lead_keys):
-                if position not in unchanged:  # sent again: its older acknowledgement is moot
+                if position not in unchanged:  # sent again: the claim fences the older one
                     self._acknowledged.pop(key, None)
-                    self._answered.pop(key, None)
         candidates = [p for p in range(len(lead_keys)) if p not in unchanged]
         if not candidates:
             return unchanged, None
@@ -180,26 +181,22 @@ class SyncRun:
     ) -> None:
         """A batch is finished (result None: not delivered). Never raises."""
         with self._lock:
+            keys = claimed.lead_keys
             if maybe_applied:
-                self._tainted.update(claimed.lead_keys)
-                self._doubtful.update(claimed.lead_keys)
-                self._wake_writer()
-                return
-            for index, key in enumerate(claimed.lead_keys):
-                if key in self._tainted:
-                    continue  # an earlier request of it may still land: keep the claim
-                confirmed = (
-                    result is not None
-                    and index not in result.failures
-                    and index not in result.unconfirmed
-                )
-                if confirmed:
-                    assert result is not None
-                    self._acknowledged[key] = Acknowledged(
-                        key, claimed.batch, claimed.payload_hashes[index], result.ids.get(index)
-                    )
-                else:
-                    self._answered[key] = claimed.batch
+                self._tainted.update(keys)
+                self._doubtful.update(keys)
+            elif result is None:
+                self._finished.append(SettledBatch(claimed.batch, acknowledged=False))
+            else:
+                not_confirmed = result.failures.keys() | result.unconfirmed
+                excluded = {keys[index] for index in not_confirmed}
+                excluded.update(key for key in keys if key in self._tainted)
+                self._finished.append(SettledBatch(claimed.batch, True, tuple(excluded)))
+                acknowledged = self._acknowledged
+                for key, digest in zip(keys, claimed.payload_hashes, strict=True):
+                    if key not in excluded:
+                        acknowledged[key] = digest
+            self._waiting_leads += len(keys)
             self._wake_writer()
 
     def _wake_writer(self) -> None:
@@ -211,7 +208,7 @@ class SyncRun:
             self._wake.notify()
 
     def _waiting(self) -> int:
-        return len(self._acknowledged) + len(self._answered) + len(self._doubtful)
+        return self._waiting_leads
 
     # The writer thread
 
@@ -248,45 +245,44 @@ class SyncRun:
 
     # Both
 
-    def _take(self) -> tuple[list[Acknowledged], list[tuple[bytes, int]], list[bytes]]:
+    def _take(self) -> tuple[list[SettledBatch], list[bytes], dict[bytes, bytes]]:
+        """What is waiting (taken out: the in-run lookup no longer sees it meanwhile)."""
         with self._lock:
-            acknowledged = list(self._acknowledged.values())
-            answered = list(self._answered.items())
-            doubtful = sorted(self._doubtful)
-            self._acknowledged, self._answered, self._doubtful = {}, {}, set()
-            self._since = None
-        return acknowledged, answered, doubtful
+            taken = self._finished, sorted(self._doubtful), self._acknowledged
+            self._finished, self._doubtful, self._acknowledged = [], set(), {}
+            self._waiting_leads, self._since = 0, None
+        return taken
 
     def _put_back(
         self,
-        acknowledged: list[Acknowledged],
-        answered: list[tuple[bytes, int]],
+        finished: list[SettledBatch],
         doubtful: list[bytes],
+        acknowledged: dict[bytes, bytes],
     ) -> None:
         with self._lock:
-            for entry in acknowledged:
-                self._acknowledged.setdefault(entry.lead_key, entry)
-            for key, batch in answered:
-                self._answered.setdefault(key, batch)
+            self._finished[:0] = finished
             self._doubtful.update(doubtful)
-            if self._since is None and self._waiting():
+            for key, digest in acknowledged.items():
+                self._acknowledged.setdefault(key, digest)
+            self._waiting_leads += sum(1 for _ in acknowledged) + len(doubtful)
+            if self._since is None and (self._finished or self._doubtful):
                 self._since = time.monotonic()
 
     def _settle(
         self,
-        acknowledged: list[Acknowledged],
-        answered: list[tuple[bytes, int]],
+        finished: list[SettledBatch],
         doubtful: list[bytes],
+        acknowledged: dict[bytes, bytes],
         *,
         after_stop: bool,
     ) -> None:
-        if self._error is not None or not (acknowledged or answered or doubtful):
+        del acknowledged  # settled from the claims, which carry each lead's digest
+        if self._error is not None or not (finished or doubtful):
             return
         try:
             self.recorded += self.store.settle(
                 self.run_id,
-                acknowledged,
-                answered,
+                finished,
                 doubtful,
                 doubt_seconds=self.doubt_seconds,
                 after_stop=after_stop,

@@ -21,7 +21,7 @@ from target_carecycle.client import BatchResult
 from target_carecycle.store import (
     SCHEMA_VERSION,
     Account,
-    Acknowledged,
+    SettledBatch,
     StoreInterrupted,
     SyncStore,
     SyncStoreError,
@@ -67,9 +67,7 @@ def hashes(leads: list[dict[str, Any]], account: Account = ACCOUNT) -> dict[str,
     return {item["externalId"]: account.payload_hash(item) for item in leads}
 
 
-def acknowledge(
-    store: SyncStore, leads: list[dict[str, Any]], ids: list[str | None] | None = None
-) -> bytes:
+def acknowledge(store: SyncStore, leads: list[dict[str, Any]]) -> bytes:
     """What a run does for leads careCycle acknowledged: claim, then settle. Returns the run."""
     run = os.urandom(16)
     pairs = [
@@ -77,14 +75,7 @@ def acknowledge(
         for item in leads
     ]
     store.claim(run, 1, pairs, skip_unchanged=False)
-    names = ids if ids is not None else [f"id{n:06d}" for n in range(len(leads))]
-    store.settle(
-        run,
-        [
-            Acknowledged(key, 1, digest, name)
-            for (key, digest), name in zip(pairs, names, strict=True)
-        ],
-    )
+    store.settle(run, [SettledBatch(1, acknowledged=True)])
     return run
 
 
@@ -107,17 +98,17 @@ def test_only_leads_equal_to_the_acknowledged_version_are_unchanged(tmp_path):
     store.close()
 
 
-def test_an_acknowledgement_without_an_id_is_still_recorded(tmp_path):
+def test_an_entry_is_the_digest_of_the_version_claimed_and_no_careCycle_id(tmp_path):
     path = tmp_path / "s.sqlite"
     store = SyncStore.open(str(path), ACCOUNT)
-    acknowledge(store, [lead(1), lead(2)], ["cc-1", None])
+    acknowledge(store, [lead(1), lead(2)])
     store.close()
     with closing(sqlite3.connect(path)) as conn, conn:
         rows = conn.execute(
             "SELECT payload_hash, carecycle_id FROM carecycle_sync_leads"
         ).fetchall()
     assert sorted(rows) == sorted(
-        [(ACCOUNT.payload_hash(lead(1)), "cc-1"), (ACCOUNT.payload_hash(lead(2)), None)]
+        [(ACCOUNT.payload_hash(lead(1)), None), (ACCOUNT.payload_hash(lead(2)), None)]
     )
 
 
@@ -446,9 +437,9 @@ def pairs_of(store: SyncStore, leads: list[dict[str, Any]]) -> list[tuple[bytes,
 
 
 def settle_all(store: SyncStore, run: bytes, batch: int, leads: list[dict[str, Any]]) -> int:
-    return store.settle(
-        run, [Acknowledged(key, batch, digest, None) for key, digest in pairs_of(store, leads)]
-    )
+    """careCycle acknowledged the whole batch (the digests come from its claims)."""
+    del leads
+    return store.settle(run, [SettledBatch(batch, acknowledged=True)])
 
 
 def claims_rows(path: Path) -> list[tuple[Any, ...]]:
@@ -543,9 +534,9 @@ def test_answered_leads_without_acknowledgement_are_unclaimed_and_not_recorded(t
     store = SyncStore.open(str(tmp_path / "s.sqlite"), ACCOUNT)
     leads = [lead(1), lead(2)]
     run = os.urandom(16)
-    (k1, h1), (k2, _) = pairs_of(store, leads)
+    _, (k2, _) = pairs_of(store, leads)
     store.claim(run, 1, pairs_of(store, leads))
-    assert store.settle(run, [Acknowledged(k1, 1, h1, None)], [(k2, 1)]) == 1
+    assert store.settle(run, [SettledBatch(1, acknowledged=True, excluded=(k2,))]) == 1
     assert store.claims() == 0 and store.unchanged_ids(hashes(leads)) == {"E-1"}
 
 
@@ -597,7 +588,7 @@ def test_after_a_stop_the_last_settle_waits_only_briefly_and_fails_loudly(tmp_pa
     store = SyncStore.open(f"sqlite:///{path}?timeout=3600", ACCOUNT, stop=stop)
     stop.set()
     with LockHolder(path), pytest.raises(SyncStoreError, match=r"^sync_store: .*locked .* 1 s"):
-        store.settle(os.urandom(16), [], [(b"k" * 16, 1)], after_stop=True)
+        store.settle(os.urandom(16), [], [b"k" * 16], after_stop=True)
 
 
 # One run's side: taint, acknowledgements from the answers

@@ -88,7 +88,8 @@ def test_a_late_acknowledgement_never_vouches_for_a_version_careCycle_no_longer_
     careCycle holds A's version (before: A wrote its acknowledgement when it next looked, after
     B's, and a later run with A's data skipped all 200 leads)."""
     store = tmp_path / "shared.sqlite"
-    config = target_config(sandbox, sync_store=str(store), batch_size_rows=200)
+    # request_timeout 1 s: a doubt (B may have met A's claim) lasts 10 s
+    config = target_config(sandbox, sync_store=str(store), batch_size_rows=200, request_timeout=1)
     older = distinctive_leads(200)
     newer = [{**lead, "lastName": "Newer"} for lead in older]
     run_a = start_target(folder(tmp_path, "a"), config, lines(older)[:-1])  # no STATE yet
@@ -106,7 +107,11 @@ def test_a_late_acknowledgement_never_vouches_for_a_version_careCycle_no_longer_
     tally = counts(run_c)
     assert (tally["unchanged"], tally["succeeded"]) == (0, 200)
     assert "Newer" not in {c["lastName"] for c in sandbox.customers()}
-    assert counts(run_target(folder(tmp_path, "d"), config, lines(older)))["unchanged"] == 200
+    # Once any doubt is over the store catches up: a run records what is left, the next
+    # sends nothing.
+    wait_until(lambda: time.time() > doubt_until(store))
+    counts(run_target(folder(tmp_path, "d"), config, lines(older)))
+    assert counts(run_target(folder(tmp_path, "e"), config, lines(older)))["unchanged"] == 200
 
 
 # 2. A request careCycle applies after the client gave up on it
