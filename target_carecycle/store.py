@@ -1,7 +1,7 @@
 """The sync store: what careCycle acknowledged, so unchanged leads are not sent again.
 
 For each lead careCycle accepted it keeps, per account and externalId, a digest of the exact
-payload sent, careCycle's `id` and when. It also keeps each account's shared request budget, so
+payload sent and when. It also keeps each account's shared request budget, so
 runs on one key (on one machine with a SQLite file, or on many with PostgreSQL) share the
 per-minute limit instead of each spending all of it.
 
@@ -9,8 +9,10 @@ The truth rule (docs/sync-store.md): the store holds a digest for a lead only wh
 careCycle applied exactly that version last; in every case of doubt it holds nothing, so the
 next run sends the lead. Runs enforce it with claims: before a batch is sent its leads are
 claimed by the run (`claim`, which also drops their old digests, durably), and a run writes a
-digest only where its own claim of that batch is still the current one and no other run
-claimed the lead meanwhile (`settle`).
+digest only where its own claim of that batch is still the current one, no other run claimed
+the lead meanwhile and no doubt about it is in force (`settle`). A doubt marks a lead some
+request of unknown fate may still change (a timeout, a run that died): while it lasts no run
+records the lead.
 
 Nothing personal and no secret is stored: the account is the API URL plus a SHA-256 fingerprint
 of the key; externalIds and payloads are stored as HMAC-SHA-256 digests keyed with a secret
@@ -395,6 +397,7 @@ class SyncStore:
         # SQLite: one connection, taken from the pool for the store's life, for claims and
         # settling: plain sqlite3 calls, and its page cache stays warm between batches.
         self._sqlite_writer: Any = None
+        self._expect_digests = True  # the last batch's lookup found some (see claim)
         self._folder_synced = False
 
     @classmethod
@@ -473,7 +476,15 @@ class SyncStore:
         if self._engine is None or not payload_hashes:
             return set()
         keys = list(payload_hashes)
-        rows = self._run(lambda conn: self._lookup(conn, keys), write=False, one_query=True)
+        if self._location.is_sqlite:
+            marks = ",".join("?" * len(keys))
+            lookup = f"{_LOOKUP_SQL} AND lead_key IN ({marks})"
+            rows: Sequence[Any] = self._run_sqlite(
+                lambda cursor: cursor.execute(lookup, (self._account_id, *keys)).fetchall(),
+                write=False,
+            )
+        else:
+            rows = self._run(lambda conn: self._lookup(conn, keys), write=False, one_query=True)
         return {key for key, stored in rows if hmac.compare_digest(stored, payload_hashes[key])}
 
     def _lookup(self, conn: Connection, lead_keys: Sequence[bytes]) -> Sequence[Any]:
@@ -513,14 +524,22 @@ class SyncStore:
         if self._engine is None or not leads:
             return set()
         if self._location.is_sqlite:
-            same, dropped = self._run_sqlite(
+            known: set[bytes] = set()
+            if skip_unchanged and self._expect_digests:
+                # A read first (no write lock): a re-run of unchanged leads writes nothing.
+                known = self.compare(dict(leads))
+                leads = [pair for pair in leads if pair[0] not in known]
+                if not leads:
+                    return known
+            same, found = self._run_sqlite(
                 lambda cursor: self._claim_sqlite(
                     cursor, run, batch, leads, skip_unchanged, doubt_seconds
                 )
             )
-            if dropped:
-                self._sync_sqlite_log()
-            return same
+            self._expect_digests = bool(known or found)  # a first run looks up once a batch
+            if found - same:
+                self._sync_sqlite_log()  # the drops are on disk before anything is sent
+            return known | same
         return self._claim_postgresql(run, batch, leads, skip_unchanged, doubt_seconds)
 
     def _claim_sqlite(
@@ -531,8 +550,10 @@ class SyncStore:
         leads: Sequence[tuple[bytes, bytes]],
         skip_unchanged: bool,
         doubt_seconds: float,
-    ) -> tuple[set[bytes], bool]:
+    ) -> tuple[set[bytes], set[bytes]]:
         """Look up, claim and drop in one transaction under the file's write lock.
+
+        Returns (keys unchanged, keys that had a digest).
 
         The lookup runs under the write lock, so no other run records a digest between it
         and the claims: only the digests it found need dropping.
@@ -560,7 +581,7 @@ class SyncStore:
                 f"DELETE FROM {leads_table.name} WHERE account = ? AND lead_key IN ({marks})",
                 (self._account_id, *drop),
             )
-        return same, bool(drop)
+        return same, set(found)
 
     def _claim_postgresql(
         self,
@@ -876,9 +897,18 @@ class SyncStore:
             lambda: self._attempt(work, write=write, one_query=one_query), after_stop
         )
 
-    def _run_sqlite(self, work: Callable[[sqlite3.Cursor], _T], *, after_stop: bool = False) -> _T:
-        """`work` in one write transaction on the store's SQLite writer connection (see _run)."""
-        return self._retrying(lambda: self._attempt_sqlite(work), after_stop)
+    def _run_sqlite(
+        self,
+        work: Callable[[sqlite3.Cursor], _T],
+        *,
+        write: bool = True,
+        after_stop: bool = False,
+    ) -> _T:
+        """`work` on the store's one SQLite connection (see _run).
+
+        A write transaction, or (not `write`) a single read.
+        """
+        return self._retrying(lambda: self._attempt_sqlite(work, write), after_stop)
 
     def _retrying(self, attempt: Callable[[], _T], after_stop: bool) -> _T:
         """Repeat `attempt` while the store is locked elsewhere (see _run)."""
@@ -928,7 +958,7 @@ class SyncStore:
             if lock is not None:
                 lock.release()
 
-    def _attempt_sqlite(self, work: Callable[[sqlite3.Cursor], _T]) -> _T:
+    def _attempt_sqlite(self, work: Callable[[sqlite3.Cursor], _T], write: bool) -> _T:
         assert self._engine is not None and self._write_lock is not None
         if not self._write_lock.acquire(timeout=LOCK_SLICE):
             raise _Busy()
@@ -939,6 +969,8 @@ class SyncStore:
                 self._sqlite_writer = self._engine.raw_connection()
             connection: sqlite3.Connection = self._sqlite_writer.dbapi_connection
             cursor = connection.cursor()
+            if not write:
+                return work(cursor)  # one statement: its own read transaction
             cursor.execute("BEGIN IMMEDIATE")
             try:
                 result = work(cursor)

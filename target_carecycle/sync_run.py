@@ -6,10 +6,11 @@ knew careCycle applied exactly that version last. This module is the run's half 
 - `claim` (main thread, before a batch is handed to the dispatcher): leads equal to what
   careCycle last acknowledged are left out; the others are claimed for this batch in the
   store, their old digests dropped, durably, before any request leaves.
-- `answered` (upload thread, the moment a batch is finished): what careCycle acknowledged
-  goes into a buffer; leads of a request whose fate is unknown (no answer, a connection lost
-  after sending, a 5xx) are tainted: never recorded in this run, and their claims are left
-  in the store, so the next run to send them records nothing either.
+- `answered` (upload thread, the moment a batch is finished): the batch goes into a buffer
+  of batches to settle. Leads of a request whose fate is unknown (no answer, a connection
+  lost after sending, a 5xx) are tainted: never recorded in this run, and their claims become
+  doubts in the store for `doubt_seconds`, so no run records them while the request may
+  still land.
 - A writer thread settles the buffer in one transaction about once a second (or sooner when
   it is large): a digest is written only where the batch's claim still stands (`SyncStore.
   settle`). So the time of writing never matters to the truth of the store: a late write
