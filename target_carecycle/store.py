@@ -94,9 +94,13 @@ NO_RUN = bytes(RUN_ID_BYTES)  # the run of a claims row that is only a doubt
 LOCK_SLICE = 0.1
 # After a stop signal, the last acknowledgements get this long to be written.
 PATIENCE_AFTER_STOP = 1.0
-# SQLite page cache of a writing connection (KiB): the B-tree pages a run touches stay in
-# memory instead of being read back from the OS for every batch.
-SQLITE_CACHE_KIB = 16384
+# SQLite page cache of a writing connection (KiB, a bound: it fills only as pages are read):
+# the B-tree pages a run touches stay in memory instead of being read back from the OS.
+SQLITE_CACHE_KIB = 65536
+# Pages of write-ahead log between checkpoints (SQLite's default is 1,000): each checkpoint
+# copies every page changed since the last one into the database file, so a first run of
+# random keys would copy most of the table again every few batches.
+SQLITE_CHECKPOINT_PAGES = 10000
 
 metadata = MetaData()
 meta_table = Table(
@@ -1118,6 +1122,7 @@ def _sqlite_engine(where: _Location, *, writable: bool) -> Engine:
             # WAL: readers (lookups, a dry run) never wait for a writer.
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
+            conn.execute(f"PRAGMA wal_autocheckpoint={SQLITE_CHECKPOINT_PAGES}")
         # NORMAL: a commit reaches the disk at the next checkpoint, except the drops of
         # digests before a send, which SyncStore.claim forces to disk itself.
         conn.execute("PRAGMA synchronous=NORMAL")
