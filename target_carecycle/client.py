@@ -11,6 +11,7 @@ import html
 import ipaddress
 import logging
 import math
+import random
 import re
 import socket
 import ssl
@@ -27,6 +28,7 @@ from urllib.parse import quote, quote_plus, unquote, urlsplit
 
 import backoff
 import requests
+from urllib3.exceptions import NewConnectionError
 from urllib3.util import parse_url
 
 from target_carecycle.leads import PERSONAL_FIELDS
@@ -38,6 +40,12 @@ MAX_RATE_LIMIT_WAITS = 50
 # Requests are spaced 3% wider than the budget allows, so network jitter in arrival times
 # never makes a strict server (a bucket of one) see two requests too close together.
 PACING_MARGIN = 1.03
+# After a 429 the pace is cut to this share of itself (at most once per wait careCycle asks
+# for), never below MIN_PACE of the budget; successes bring it back by the whole budget per
+# PACE_RECOVERY_SECONDS. Measured in benchmarks/bench_pacing.py (docs/performance.md).
+PACE_CUT = 0.5
+MIN_PACE = 0.01
+PACE_RECOVERY_SECONDS = 20.0
 DEFAULT_REQUEST_TIMEOUT = 30.0
 DEFAULT_MAX_RETRIES = 8
 DEFAULT_REQUESTS_PER_MINUTE = 60
@@ -78,7 +86,15 @@ class UploadInterrupted(CareCycleError):
 
 
 class _Transient(Exception):
-    """A failure worth retrying (5xx, timeout, dropped connection)."""
+    """A failure worth retrying (5xx, timeout, dropped connection).
+
+    `maybe_applied`: careCycle may have received the request and stored its leads (a timeout,
+    a connection lost after sending, a 5xx answer); False only when nothing reached it.
+    """
+
+    def __init__(self, message: str, *, maybe_applied: bool = True) -> None:
+        super().__init__(message)
+        self.maybe_applied = maybe_applied
 
 
 class _RateLimited(Exception):
@@ -419,6 +435,18 @@ class ClientSettings:
 
 
 @dataclass
+class SendRecord:
+    """What the requests of one batch may have done, whatever the batch's outcome.
+
+    `maybe_applied`: some request of the batch had an unknown fate (no answer, a connection
+    lost after sending, a 5xx): careCycle may store that version of its leads at any time,
+    even after a later request was answered.
+    """
+
+    maybe_applied: bool = False
+
+
+@dataclass
 class BatchResult:
     """What careCycle did with one batch, by position in the batch."""
 
@@ -445,17 +473,23 @@ class SharedBudget(Protocol):
 class RequestPacer:
     """Spaces request starts so a key stays under its per-minute budget (thread-safe).
 
-    A 429 holds every sender back for the time careCycle asks and slows the pace; each
-    success brings the pace back towards the configured budget. With a `shared` budget the
-    slots are reserved there, so concurrent runs on one key split the budget between them.
+    A 429 holds every sender of the run back for the `retryAfter` careCycle asks (plus a
+    random part of one interval, so runs that were told to wait alike do not all start again
+    at once) and cuts the pace, at most once per such wait; each success then brings the
+    pace back by the same amount per second (additive increase, multiplicative decrease:
+    runs on one key without a shared store converge on sharing the limit instead of
+    collapsing). With a `shared` budget the slots are reserved there, so concurrent runs on
+    one key split the budget between them.
     """
 
     def __init__(
         self, per_minute: int, stop: threading.Event, shared: SharedBudget | None = None
     ) -> None:
         self._base_interval = 60.0 * PACING_MARGIN / per_minute if per_minute > 0 else 0.0
-        self._interval = self._base_interval
+        self._max_rate = 1.0 / self._base_interval if self._base_interval else 0.0
+        self._rate = self._max_rate  # requests a second at the current pace
         self._next_start = 0.0
+        self._last_cut = -math.inf
         self._lock = threading.Lock()
         self._stop = stop
         self._shared = shared if per_minute > 0 else None
@@ -463,33 +497,39 @@ class RequestPacer:
     @property
     def interval(self) -> float:
         """Seconds between request starts at the current pace."""
-        return self._interval
+        return 1.0 / self._rate if self._rate else 0.0
 
     def wait_turn(self) -> None:
         """Block until this caller may start a request."""
         if self._shared is not None:
-            _sleep(self._shared.reserve_request(self._interval), self._stop)
+            _sleep(self._shared.reserve_request(self.interval), self._stop)
             return
         with self._lock:
             now = time.monotonic()
             start = max(now, self._next_start)
-            self._next_start = start + self._interval
+            self._next_start = start + self.interval
         _sleep(start - now, self._stop)
 
     def hold_off(self, seconds: float) -> None:
-        """Make every sender wait `seconds` from now, and slow the pace down."""
+        """careCycle answered 429: every sender waits `seconds`; the pace is cut once."""
         with self._lock:
-            self._next_start = max(self._next_start, time.monotonic() + seconds)
-            slower = max(self._interval * 1.5, self._base_interval, 0.05)
-            self._interval = min(slower, 60.0)
+            now = time.monotonic()
+            # Requests already on their way when careCycle said so meet the same 429: one
+            # cut per wait, not one per request.
+            if self._max_rate and now - self._last_cut >= max(seconds, self.interval):
+                self._rate = max(self._max_rate * MIN_PACE, self._rate * PACE_CUT)
+                self._last_cut = now
+            jitter = random.uniform(0.0, self.interval)
+            self._next_start = max(self._next_start, now + seconds + jitter)
         if self._shared is not None:
             self._shared.hold_off(seconds)
 
     def note_success(self) -> None:
-        """Recover a little of the pace lost to 429s."""
-        if self._interval > self._base_interval:
+        """Recover pace lost to 429s: the full budget again after PACE_RECOVERY_SECONDS."""
+        if self._rate < self._max_rate:
             with self._lock:
-                self._interval = max(self._base_interval, self._interval * 0.95)
+                step = self._max_rate / (PACE_RECOVERY_SECONDS * self._rate)
+                self._rate = min(self._max_rate, self._rate + step)
 
 
 def _sleep(seconds: float, stop: threading.Event) -> None:
@@ -540,18 +580,22 @@ class LeadUploadClient:
             self._local.session = session
         return session
 
-    def upload(self, leads: Sequence[Mapping[str, Any]]) -> BatchResult:
+    def upload(
+        self, leads: Sequence[Mapping[str, Any]], record: SendRecord | None = None
+    ) -> BatchResult:
         """Deliver one batch; records careCycle refuses are reported, the rest resent.
 
         A VALIDATION_ERROR answer rejects the whole request: the records it names are
-        removed (with careCycle's reasons) and the others are sent again.
+        removed (with careCycle's reasons) and the others are sent again. `record` notes
+        whether any request may have been applied without an answer (also when this raises).
         """
         result = BatchResult()
         scrub = Scrubber(self.settings.api_key, leads)
         pending = list(range(len(leads)))
+        sent = record if record is not None else SendRecord()
         while pending:
             body = [leads[i] for i in pending]
-            answer = self._send_with_retries(body, scrub)
+            answer = self._send_with_retries(body, scrub, sent)
             result.requests += 1
             if answer.get("code") == "VALIDATION_ERROR":
                 bad = _validation_failures(answer, body, scrub)
@@ -582,7 +626,9 @@ class LeadUploadClient:
                 "not stored (said once per run)"
             )
 
-    def _send_with_retries(self, body: list[Mapping[str, Any]], scrub: Scrubber) -> dict[str, Any]:
+    def _send_with_retries(
+        self, body: list[Mapping[str, Any]], scrub: Scrubber, sent: SendRecord
+    ) -> dict[str, Any]:
         """POST once per attempt: waits out 429s, retries transient failures with backoff."""
         payload = dumps_json({"records": body})
         delays = _backoff_delays(self.settings)
@@ -610,6 +656,8 @@ class LeadUploadClient:
                 self.pacer.hold_off(wait)
                 continue
             except _Transient as problem:
+                if problem.maybe_applied:
+                    sent.maybe_applied = True
                 if attempt > self.settings.max_retries:
                     raise DeliveryFailed(
                         f"careCycle upload failed after {attempt} attempts: {problem}"
@@ -633,11 +681,16 @@ class LeadUploadClient:
             )
         except requests.exceptions.SSLError as exc:
             raise _tls_failure(exc, url, scrub) from None
+        except requests.ConnectTimeout:
+            raise _Transient("connection failed (ConnectTimeout)", maybe_applied=False) from None
         except requests.Timeout:
             raise _Transient(f"no answer within {self.settings.request_timeout:g} s") from None
         except requests.RequestException as exc:
             # Only the type: requests' messages quote URLs and header values.
-            raise _Transient(f"connection failed ({type(exc).__name__})") from None
+            never_sent = _connection_refused(exc)
+            raise _Transient(
+                f"connection failed ({type(exc).__name__})", maybe_applied=not never_sent
+            ) from None
         with self._count_lock:
             self.requests_sent += 1
         return _classify(response, url, scrub)
@@ -753,6 +806,22 @@ def _key_verdict(response: requests.Response, url: str, scrub: Scrubber) -> KeyC
         f"careCycle answered {text} {message}".rstrip()
         + ": neither a valid nor an invalid key's answer; check api_url",
     )
+
+
+def _connection_refused(exc: BaseException) -> bool:
+    """True when the connection was never made (so no request reached careCycle)."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo:
+        error = todo.pop()
+        if id(error) in seen:
+            continue
+        seen.add(id(error))
+        if isinstance(error, NewConnectionError):
+            return True
+        linked = [error.__cause__, error.__context__, getattr(error, "reason", None), *error.args]
+        todo.extend(item for item in linked if isinstance(item, BaseException))
+    return False
 
 
 def _backoff_delays(settings: ClientSettings) -> Iterator[float]:
@@ -961,6 +1030,11 @@ class _Job:
     on_lost: Callable[[], None]
 
 
+AnswerHook = Callable[[BatchResult | None, bool], None]
+"""Runs on the upload thread as soon as a batch is finished: (result or None when it was not
+delivered, whether any request may have been applied without an answer). Must not raise."""
+
+
 class UploadDispatcher:
     """Keeps up to `max_concurrent_requests` batches in flight inside the pacing budget.
 
@@ -1005,13 +1079,30 @@ class UploadDispatcher:
         external_ids: frozenset[str],
         on_done: Callable[[BatchResult], None],
         on_lost: Callable[[], None],
+        on_answer: AnswerHook | None = None,
     ) -> None:
         """Start a batch now (call `make_room` first; call under the caller's guard).
 
-        `on_done` gets the batch's result; `on_lost` runs instead when it was not delivered.
+        `on_done` gets the batch's result; `on_lost` runs instead when it was not delivered
+        (both on the caller's thread, when it next collects results). `on_answer` runs on
+        the upload thread the moment the batch is finished, whatever the caller is doing.
         """
-        future = self._pool.submit(self.client.upload, leads)
+        future = self._pool.submit(self._deliver, leads, on_answer)
         self._jobs.append(_Job(future, external_ids, on_done, on_lost))
+
+    def _deliver(
+        self, leads: Sequence[Mapping[str, Any]], on_answer: AnswerHook | None
+    ) -> BatchResult:
+        record = SendRecord()
+        try:
+            result = self.client.upload(leads, record)
+        except BaseException:
+            if on_answer is not None:
+                on_answer(None, record.maybe_applied)
+            raise
+        if on_answer is not None:
+            on_answer(result, record.maybe_applied)
+        return result
 
     def wait_all(self) -> None:
         """Block until every submitted batch is delivered (or raise its error)."""
@@ -1064,6 +1155,7 @@ __all__ = [
     "LeadUploadClient",
     "RequestPacer",
     "Scrubber",
+    "SendRecord",
     "SharedBudget",
     "UploadDispatcher",
     "UploadInterrupted",

@@ -17,6 +17,7 @@ from target_carecycle.mapping import StreamMapper, settings_for_stream
 from target_carecycle.outcomes import UncountedRecords, mask_lead
 from target_carecycle.printable import printable
 from target_carecycle.singer_input import BadInput, safe_name
+from target_carecycle.sync_run import ClaimedBatch
 
 if TYPE_CHECKING:
     from singer_sdk.sinks.core import BaseJSONSchemaValidator
@@ -40,6 +41,7 @@ class PendingLead:
     lead: dict[str, Any]
     record: Mapping[str, Any]
     payload_hash: bytes = b""  # set when a sync store is in use
+    lead_key: bytes = b""  # the externalId as the store keeps it (hashed once per lead)
 
 
 class PendingLeads:
@@ -151,7 +153,6 @@ class CareCycleSink(BatchSink):
         self._batch: dict[str, PendingLead] = {}
         self._warned_content_hash = False
         self._dry_run_shown = 0
-        self._stale: set[str] | None = None  # leads of the batch being sent with an old entry
 
     @property
     def max_size(self) -> int:
@@ -286,17 +287,18 @@ class CareCycleSink(BatchSink):
         """Hand the collected leads to the dispatcher (or, in a dry run, count them).
 
         The leads stay in this sink's batch until the dispatcher has taken them, so a stop
-        signal at any point leaves each lead counted exactly once. Unchanged leads are found
-        only once every earlier batch sharing an externalId has been handed back (its
-        acknowledged leads stored), so the store is never compared with a stale version.
+        signal or a store failure at any point leaves each lead counted exactly once (leads
+        still in the batch are counted `unsent`). Unchanged leads are found only once every
+        earlier batch sharing an externalId has been answered, so the store is never
+        compared with a stale version.
         """
         entries = list(self._batch.values())
         if not entries:
             return
         external_ids = frozenset(self._batch)
         if self._target.settings.dry_run:
-            unchanged = self._find_unchanged(entries)
             with self._target.guarded():
+                unchanged = self._find_unchanged_dry_run(entries)
                 self._batch = {}
                 self._target.pending.release(external_ids, self)
                 self._outcomes.unchanged(self.stream_name, len(unchanged))
@@ -304,41 +306,62 @@ class CareCycleSink(BatchSink):
             return
         dispatcher = self._target.dispatcher
         dispatcher.make_room(external_ids)
-        # Every earlier batch sharing an externalId with this one is finished here, so the
-        # store holds what careCycle has for these leads.
-        unchanged = self._find_unchanged(entries)
+        # Every earlier batch sharing an externalId with this one is finished here. The
+        # claim is made (and old digests dropped, durably) before the leads leave the batch:
+        # if the store fails, or a stop signal ends a wait for its lock, they are still in
+        # the batch and counted as unsent.
         with self._target.guarded():
+            unchanged, claimed = self._claim(entries)
             self._batch = {}
             self._target.pending.release(external_ids, self)
             self._outcomes.unchanged(self.stream_name, len(unchanged))
             to_send = [entry for entry in entries if entry.external_id not in unchanged]
             if not to_send:
                 return
-            self._forget_before_sending(to_send)
+            sync_run = self._target.sync_run
             dispatcher.enqueue(
                 [entry.lead for entry in to_send],
                 frozenset(entry.external_id for entry in to_send),
                 on_done=partial(self._record_result, to_send),
                 on_lost=partial(self._record_lost, to_send),
+                on_answer=(
+                    partial(sync_run.answered, claimed)
+                    if sync_run is not None and claimed is not None
+                    else None
+                ),
             )
 
-    def _find_unchanged(self, entries: list[PendingLead]) -> set[str]:
-        """The externalIds whose lead equals what careCycle last acknowledged (one lookup).
+    def _digest(self, entries: list[PendingLead]) -> None:
+        """Each lead's store key and payload digest, computed once per lead."""
+        store = self._target.sync_store
+        assert store is not None
+        account = store.account
+        for entry in entries:
+            entry.lead_key = account.lead_key(entry.external_id)
+            entry.payload_hash = account.payload_hash(entry.lead)
 
-        Also notes which of the others have an entry to drop before they are sent.
+    def _claim(self, entries: list[PendingLead]) -> tuple[set[str], ClaimedBatch | None]:
+        """(externalIds unchanged, the store's claim of the others) for a batch to send."""
+        sync_run = self._target.sync_run
+        if sync_run is None:
+            return set(), None
+        self._digest(entries)
+        positions, claimed = sync_run.claim(
+            [entry.lead_key for entry in entries], [entry.payload_hash for entry in entries]
+        )
+        return {entries[p].external_id for p in positions}, claimed
+
+    def _find_unchanged_dry_run(self, entries: list[PendingLead]) -> set[str]:
+        """The externalIds equal to what careCycle last acknowledged (one read-only lookup).
+
+        No digest is computed when there is no store to compare with.
         """
         store = self._target.sync_store
-        self._stale = None  # unknown: forget every lead sent
-        if store is None:
+        if store is None or not store.exists or not self._target.settings.skip_unchanged:
             return set()
-        for entry in entries:
-            entry.payload_hash = store.account.payload_hash(entry.lead)
-        if not self._target.settings.skip_unchanged:
-            return set()
-        unchanged, self._stale = store.compare(
-            {entry.external_id: entry.payload_hash for entry in entries}
-        )
-        return unchanged
+        self._digest(entries)
+        same = store.compare({entry.lead_key: entry.payload_hash for entry in entries})
+        return {entry.external_id for entry in entries if entry.lead_key in same}
 
     def _record_result(self, entries: list[PendingLead], result: BatchResult) -> None:
         outcomes, stream = self._outcomes, self.stream_name
@@ -351,35 +374,9 @@ class CareCycleSink(BatchSink):
                 else:
                     outcomes.failed(stream, entry.position, entry.external_id, reason, entry.record)
             outcomes.maybe_log_progress()
-            self._store_acknowledged(entries, result)
         outcomes.check_error_limit()
-
-    def _forget_before_sending(self, entries: list[PendingLead]) -> None:
-        """Drop the store's entries of changed leads before they go (see SyncStore.forget).
-
-        Only leads the lookup found with another digest have an entry; new leads need no
-        statement, so a first run costs no more than before.
-        """
-        store = self._target.sync_store
-        if store is None or not store.exists or self._stale == set():
-            return
-        stale = self._stale
-        store.forget(e.external_id for e in entries if stale is None or e.external_id in stale)
-
-    def _store_acknowledged(self, entries: list[PendingLead], result: BatchResult) -> None:
-        """Remember the leads careCycle accepted (one transaction).
-
-        Refused leads, and leads careCycle did not confirm (its answer held errors naming no
-        externalId sent), are not remembered: they are sent again next time they are read.
-        """
-        store = self._target.sync_store
-        if store is None or self._target.settings.dry_run:
-            return
-        store.record_acknowledged(
-            (entry.external_id, entry.payload_hash, result.ids.get(index))
-            for index, entry in enumerate(entries)
-            if index not in result.failures and index not in result.unconfirmed
-        )
+        if self._target.sync_run is not None:
+            self._target.sync_run.check()  # a failure of the store's writer stops the run
 
     def _record_lost(self, entries: list[PendingLead]) -> None:
         self._outcomes.unsent(self.stream_name, len(entries))

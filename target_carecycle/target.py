@@ -47,7 +47,8 @@ from target_carecycle.singer_input import (
     usable_record,
 )
 from target_carecycle.sinks import CareCycleSink, PendingLeads
-from target_carecycle.store import STORE_OFF, SyncStore, SyncStoreError
+from target_carecycle.store import STORE_OFF, StoreInterrupted, SyncStore, SyncStoreError
+from target_carecycle.sync_run import SyncRun
 
 if sys.version_info >= (3, 12):
     from typing import override
@@ -55,6 +56,9 @@ else:  # singer-sdk brings typing_extensions on Python < 3.13
     from typing_extensions import override
 
 EXIT_SIGNAL_BASE = 128
+# A request of unknown fate may be applied by careCycle until this many request timeouts after
+# the doubt arose (docs/sync-store.md): until then no run records the lead.
+DOUBT_TIMEOUTS = 10
 RECORD_AGE_CHECK_EVERY = 1000
 
 
@@ -140,6 +144,7 @@ class TargetCareCycle(Target):
         self._client: LeadUploadClient | None = None
         self._dispatcher: UploadDispatcher | None = None
         self.sync_store: SyncStore | None = None
+        self.sync_run: SyncRun | None = None  # a run that sends, with a store
         self._warn_about_batch_size()
 
     def _warn_about_batch_size(self) -> None:
@@ -352,9 +357,16 @@ class TargetCareCycle(Target):
         return self._dispatcher
 
     def wait_for_deliveries(self) -> None:
-        """Block until every batch handed to the dispatcher has its outcome."""
+        """Block until every batch handed to the dispatcher has its outcome.
+
+        Then write what the sync store still has to record: a STATE never leaves before a
+        store failure that stops the run.
+        """
         if self._dispatcher is not None:
             self._dispatcher.wait_all()
+        if self.sync_run is not None:
+            with self.guarded():  # a stop signal ends a wait for the store between attempts
+                self.sync_run.settle_now()
 
     def process_endofpipe(self) -> None:
         """Drain every sink, then wait for the last batches even when no STATE came."""
@@ -430,9 +442,20 @@ class TargetCareCycle(Target):
                 self.logger.info("Dry run without api_key: the sync store is not consulted")
             return
         assert settings.account is not None
-        self.sync_store = SyncStore.open(
-            settings.sync_store, settings.account, writable=not settings.dry_run
-        )
+        with self.guarded():  # a stop signal ends a wait for a locked store between attempts
+            self.sync_store = SyncStore.open(
+                settings.sync_store,
+                settings.account,
+                writable=not settings.dry_run,
+                stop=self._stop,
+            )
+        if not settings.dry_run:
+            assert settings.client is not None
+            self.sync_run = SyncRun(
+                self.sync_store,
+                skip_unchanged=settings.skip_unchanged,
+                doubt_seconds=DOUBT_TIMEOUTS * settings.client.request_timeout,
+            )
         self.logger.info(
             "Sync store: %s (%s)",
             self.sync_store.describe(),
@@ -447,6 +470,12 @@ class TargetCareCycle(Target):
             log_fatal(f"{exc}")
             self.outcomes.close()
             return 1
+        except (RunInterrupted, StoreInterrupted) as stop:  # while waiting for a locked store
+            signum = getattr(stop, "signum", 15)
+            self.logger.warning("Received signal %d: stopping before reading input", signum)
+            self.outcomes.print_summary(0)
+            self.outcomes.close()
+            return EXIT_SIGNAL_BASE + signum
         self.logger.info("%s", self.run_facts(), extra={"run_facts": self.run_facts_fields()})
         code = 0
         try:
@@ -506,7 +535,7 @@ class TargetCareCycle(Target):
             code = 1
             self._settle_after_stop(may_emit_state=False)
         finally:
-            self._report_end(code)
+            code = self._report_end(code)
         return code
 
     def run_facts(self) -> str:
@@ -554,8 +583,15 @@ class TargetCareCycle(Target):
             else ("set reject_file to keep every failed or rejected record with its reason")
         )
 
-    def _report_end(self, code: int) -> None:
-        """The summary (human and structured), what became of STATE, then close everything."""
+    def _report_end(self, code: int) -> int:
+        """Close the dispatcher and the store, then report: summary, run summary, STATE.
+
+        Returns the exit code: 1 when closing the store failed (one line said why).
+        """
+        if self._dispatcher is not None:
+            self._dispatcher.close()
+        if not self._close_sync_store() and code == 0:
+            code = 1
         client = self._client
         requests = client.requests_sent if client else 0
         self.outcomes.log_suppressed_warnings()
@@ -575,10 +611,7 @@ class TargetCareCycle(Target):
         )
         self._log_state_outcome(code)
         self.outcomes.close()
-        if self._dispatcher is not None:
-            self._dispatcher.close()
-        if self.sync_store is not None:
-            self.sync_store.close()
+        return code
 
     def _log_state_outcome(self, code: int) -> None:
         """Say which STATE this run left behind, so the next run's starting point is known."""
@@ -599,6 +632,22 @@ class TargetCareCycle(Target):
                 self._states_emitted,
             )
 
+    def _close_sync_store(self) -> bool:
+        """Stop the store's writer and close the store; False (one line said why) on failure."""
+        if self.sync_run is not None:
+            self.sync_run.close()
+        if self.sync_store is None:
+            return True
+        try:
+            self.sync_store.close()
+        except Exception as exc:  # whatever the driver raises on close: one line, no traceback
+            log_fatal(
+                f"sync_store: closing the store failed ({type(exc).__name__}); the next run "
+                "sends again what this run could not record"
+            )
+            return False
+        return True
+
     def _line_reached(self) -> str:
         reader = self.message_reader
         if not isinstance(reader, LineCountingReader) or reader.done_reading:
@@ -615,6 +664,7 @@ class TargetCareCycle(Target):
         self._stop.set()
         if self._dispatcher is not None:
             self._dispatcher.settle()
+        store_settled = self._settle_sync_store()
         # Private `_sinks_active`, `_sinks_to_clear`, `_latest_state`: no public way to reach
         # every sink (retired ones included) or the last state after a stop; pinned in
         # tests/test_sdk_contract.py.
@@ -623,6 +673,7 @@ class TargetCareCycle(Target):
                 sink.abandon_pending()
         if (
             may_emit_state
+            and store_settled
             and self._latest_state
             and self.outcomes.all_settled()
             # every record read has its outcome: judge them as the end of input would
@@ -647,6 +698,23 @@ class TargetCareCycle(Target):
             )
         )
         return command
+
+    def _settle_sync_store(self) -> bool:
+        """After a stop: write the acknowledgements still waiting (waiting at most a second).
+
+        False when the store failed; one line names `sync_store` unless the run already
+        stopped because of that failure. Leads it did not record are sent again next time.
+        """
+        if self.sync_run is None:
+            return True
+        already_reported = self.sync_run.failed
+        try:
+            self.sync_run.settle_now(after_stop=True)
+        except SyncStoreError as exc:
+            if not already_reported:
+                self.logger.error("Run failed: %s", exc)
+            return False
+        return True
 
     @classmethod
     def invoke(  # type: ignore[override]

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from target_carecycle.client import (
+    PACE_RECOVERY_SECONDS,
     PACING_MARGIN,
     BatchResult,
     ClientSettings,
@@ -181,14 +182,28 @@ def test_dispatcher_overlaps_requests_up_to_its_limit():
         assert sandbox.stats()["created"] == 8
 
 
-def test_pacer_spaces_request_starts():
+def test_a_429_halves_the_pace_once_per_wait_and_successes_bring_it_back():
     pacer = RequestPacer(per_minute=120, stop=threading.Event())
     assert pacer.interval == pytest.approx(0.5 * PACING_MARGIN)
     pacer.hold_off(0)
-    assert pacer.interval == pytest.approx(0.75 * PACING_MARGIN)
-    for _ in range(100):
+    assert pacer.interval == pytest.approx(1.0 * PACING_MARGIN)
+    pacer.hold_off(0)  # another request already on its way when careCycle said so
+    assert pacer.interval == pytest.approx(1.0 * PACING_MARGIN)
+    # Additive recovery: the whole budget per PACE_RECOVERY_SECONDS of successes.
+    successes = 0
+    while pacer.interval > 0.5 * PACING_MARGIN + 1e-9:
         pacer.note_success()
-    assert pacer.interval == pytest.approx(0.5 * PACING_MARGIN)
+        successes += 1
+    assert 1 < successes <= PACE_RECOVERY_SECONDS
+
+
+def test_a_429_holds_every_sender_back_for_the_wait_careCycle_asked_for():
+    pacer = RequestPacer(per_minute=6000, stop=threading.Event())
+    pacer.wait_turn()
+    pacer.hold_off(0.3)
+    began = time.monotonic()
+    pacer.wait_turn()
+    assert time.monotonic() - began >= 0.3 - 1e-3  # waits only ever run long
 
 
 @pytest.mark.parametrize(

@@ -15,15 +15,20 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from store_runs import LockHolder
 
+from target_carecycle.client import BatchResult
 from target_carecycle.store import (
     SCHEMA_VERSION,
     Account,
+    SettledBatch,
+    StoreInterrupted,
     SyncStore,
     SyncStoreError,
     default_location,
     location_problem,
 )
+from target_carecycle.sync_run import SyncRun
 
 KEY = "cc_store_test_secret_key_0123456789"
 ACCOUNT = Account.for_key("http://127.0.0.1:8765/", KEY)
@@ -62,11 +67,16 @@ def hashes(leads: list[dict[str, Any]], account: Account = ACCOUNT) -> dict[str,
     return {item["externalId"]: account.payload_hash(item) for item in leads}
 
 
-def acknowledge(store: SyncStore, leads: list[dict[str, Any]]) -> None:
-    store.record_acknowledged(
-        (item["externalId"], store.account.payload_hash(item), f"id{n:06d}")
-        for n, item in enumerate(leads)
-    )
+def acknowledge(store: SyncStore, leads: list[dict[str, Any]]) -> bytes:
+    """What a run does for leads careCycle acknowledged: claim, then settle. Returns the run."""
+    run = os.urandom(16)
+    pairs = [
+        (store.account.lead_key(item["externalId"]), store.account.payload_hash(item))
+        for item in leads
+    ]
+    store.claim(run, 1, pairs, skip_unchanged=False)
+    store.settle(run, [SettledBatch(1, acknowledged=True)])
+    return run
 
 
 def store_bytes(path: Path) -> bytes:
@@ -88,17 +98,18 @@ def test_only_leads_equal_to_the_acknowledged_version_are_unchanged(tmp_path):
     store.close()
 
 
-def test_an_acknowledgement_without_an_id_keeps_the_known_id(tmp_path):
+def test_an_entry_is_the_digest_of_the_version_claimed_and_no_careCycle_id(tmp_path):
     path = tmp_path / "s.sqlite"
     store = SyncStore.open(str(path), ACCOUNT)
-    store.record_acknowledged([("E-1", b"a" * 16, "cc-1")])
-    store.record_acknowledged([("E-1", b"b" * 16, None)])
+    acknowledge(store, [lead(1), lead(2)])
     store.close()
     with closing(sqlite3.connect(path)) as conn, conn:
         rows = conn.execute(
             "SELECT payload_hash, carecycle_id FROM carecycle_sync_leads"
         ).fetchall()
-    assert rows == [(b"b" * 16, "cc-1")]
+    assert sorted(rows) == sorted(
+        [(ACCOUNT.payload_hash(lead(1)), None), (ACCOUNT.payload_hash(lead(2)), None)]
+    )
 
 
 def test_accounts_do_not_share_entries(tmp_path):
@@ -418,3 +429,262 @@ def test_store_files_are_not_world_readable_even_with_a_loose_umask(tmp_path):
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     for file in path.parent.iterdir():
         assert stat.S_IMODE(file.stat().st_mode) == 0o600, file.name
+
+
+# Claims: the store holds a digest only when the run knew careCycle applied that version last
+
+
+def pairs_of(store: SyncStore, leads: list[dict[str, Any]]) -> list[tuple[bytes, bytes]]:
+    return [(store.account.lead_key(i["externalId"]), store.account.payload_hash(i)) for i in leads]
+
+
+def settle_all(store: SyncStore, run: bytes, batch: int, leads: list[dict[str, Any]]) -> int:
+    """careCycle acknowledged the whole batch (the digests come from its claims)."""
+    del leads
+    return store.settle(run, [SettledBatch(batch, acknowledged=True)])
+
+
+def claims_rows(path: Path) -> list[tuple[Any, ...]]:
+    with closing(sqlite3.connect(path)) as conn:
+        return conn.execute("SELECT run, batch, contended FROM carecycle_sync_claims").fetchall()
+
+
+def test_claim_skips_unchanged_leads_and_drops_the_digests_of_the_others(tmp_path):
+    store = SyncStore.open(str(tmp_path / "s.sqlite"), ACCOUNT)
+    leads = [lead(i) for i in range(4)]
+    acknowledge(store, leads)
+    changed = [*leads[:2], lead(2, firstName="New"), lead(9)]
+    run = os.urandom(16)
+    same = store.claim(run, 1, pairs_of(store, changed))
+    assert same == {ACCOUNT.lead_key("E-0"), ACCOUNT.lead_key("E-1")}
+    # E-2's old digest is gone before it is sent; E-3 (not in the batch) keeps its own.
+    assert store.unchanged_ids(hashes(leads)) == {"E-0", "E-1", "E-3"}
+    assert store.claims() == 2  # E-2 and E-9: the unchanged ones are not claimed
+    assert settle_all(store, run, 1, changed[2:]) == 2
+    assert store.unchanged_ids(hashes(changed)) == {"E-0", "E-1", "E-2", "E-9"}
+    assert store.claims() == 0
+
+
+def test_two_runs_sending_one_lead_record_nothing_whoever_answers_last(tmp_path):
+    location = str(tmp_path / "s.sqlite")
+    first, second = SyncStore.open(location, ACCOUNT), SyncStore.open(location, ACCOUNT)
+    a, b = lead(1, firstName="A"), lead(1, firstName="B")
+    run_a, run_b = os.urandom(16), os.urandom(16)
+    first.claim(run_a, 1, pairs_of(first, [a]))
+    second.claim(run_b, 1, pairs_of(second, [b]))  # A's claim stands: contended
+    assert settle_all(first, run_a, 1, [a]) == 0  # its claim was taken over
+    assert settle_all(second, run_b, 1, [b]) == 0  # contended
+    assert first.count() == 0 and first.claims() == 0
+    # The next run is clean.
+    run_c = os.urandom(16)
+    first.claim(run_c, 1, pairs_of(first, [b]))
+    assert settle_all(first, run_c, 1, [b]) == 1
+
+
+def test_a_late_settle_after_another_run_claimed_the_lead_writes_nothing(tmp_path):
+    """Run A was answered first but writes last; run B claimed the lead in between."""
+    location = str(tmp_path / "s.sqlite")
+    store = SyncStore.open(location, ACCOUNT)
+    a, b = lead(1, firstName="A"), lead(1, firstName="B")
+    run_a, run_b = os.urandom(16), os.urandom(16)
+    store.claim(run_a, 1, pairs_of(store, [a]))
+    store.claim(run_b, 1, pairs_of(store, [b]))
+    assert settle_all(store, run_b, 1, [b]) == 0
+    assert settle_all(store, run_a, 1, [a]) == 0
+    assert store.count() == 0
+
+
+def test_a_settle_before_another_claim_is_dropped_by_that_claim(tmp_path):
+    store = SyncStore.open(str(tmp_path / "s.sqlite"), ACCOUNT)
+    a, b = lead(1, firstName="A"), lead(1, firstName="B")
+    run_a, run_b = os.urandom(16), os.urandom(16)
+    store.claim(run_a, 1, pairs_of(store, [a]))
+    assert settle_all(store, run_a, 1, [a]) == 1
+    store.claim(run_b, 1, pairs_of(store, [b]))
+    assert store.count() == 0  # B's version is on its way: A's digest would be a lie now
+    assert settle_all(store, run_b, 1, [b]) == 1
+    assert store.unchanged_ids(hashes([b])) == {"E-1"}
+
+
+def test_a_later_batch_of_the_same_run_fences_the_earlier_one(tmp_path):
+    store = SyncStore.open(str(tmp_path / "s.sqlite"), ACCOUNT)
+    a, b = lead(1, firstName="A"), lead(1, firstName="B")
+    run = os.urandom(16)
+    store.claim(run, 1, pairs_of(store, [a]))
+    store.claim(run, 2, pairs_of(store, [b]))  # the same run: not contended
+    assert settle_all(store, run, 1, [a]) == 0  # batch 1's acknowledgement comes too late
+    assert settle_all(store, run, 2, [b]) == 1
+    assert store.unchanged_ids(hashes([b])) == {"E-1"}
+
+
+def test_a_claim_left_behind_makes_the_next_run_record_nothing_and_the_one_after_clean(tmp_path):
+    path = tmp_path / "s.sqlite"
+    store = SyncStore.open(str(path), ACCOUNT)
+    a = lead(1)
+    store.claim(os.urandom(16), 1, pairs_of(store, [a]))  # then killed: no settle
+    run = os.urandom(16)
+    store.claim(run, 1, pairs_of(store, [a]))
+    assert [row[2] for row in claims_rows(path)] == [1]  # contended
+    assert settle_all(store, run, 1, [a]) == 0
+    assert store.claims() == 0  # it clears its own claim
+    run = os.urandom(16)
+    store.claim(run, 1, pairs_of(store, [a]))
+    assert settle_all(store, run, 1, [a]) == 1
+
+
+def test_answered_leads_without_acknowledgement_are_unclaimed_and_not_recorded(tmp_path):
+    store = SyncStore.open(str(tmp_path / "s.sqlite"), ACCOUNT)
+    leads = [lead(1), lead(2)]
+    run = os.urandom(16)
+    _, (k2, _) = pairs_of(store, leads)
+    store.claim(run, 1, pairs_of(store, leads))
+    assert store.settle(run, [SettledBatch(1, acknowledged=True, excluded=(k2,))]) == 1
+    assert store.claims() == 0 and store.unchanged_ids(hashes(leads)) == {"E-1"}
+
+
+def test_a_version_1_store_is_upgraded_and_its_entries_still_count(tmp_path):
+    path = tmp_path / "s.sqlite"
+    store = SyncStore.open(str(path), ACCOUNT)
+    acknowledge(store, [lead(1)])
+    store.close()
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute("DROP TABLE carecycle_sync_claims")
+        conn.execute("UPDATE carecycle_sync_meta SET value = '1'")
+    reader = SyncStore.open(str(path), ACCOUNT, writable=False)  # a dry run reads it as is
+    assert reader.unchanged_ids(hashes([lead(1)])) == {"E-1"}
+    reader.close()
+    store = SyncStore.open(str(path), ACCOUNT)
+    assert store.unchanged_ids(hashes([lead(1)])) == {"E-1"} and store.claims() == 0
+    with closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("SELECT value FROM carecycle_sync_meta").fetchall() == [("2",)]
+
+
+# A stop of the run ends a wait for a store another process holds
+
+
+def test_a_stop_ends_a_wait_for_a_locked_store(tmp_path):
+    path = tmp_path / "s.sqlite"
+    stop = threading.Event()
+    store = SyncStore.open(f"sqlite:///{path}?timeout=3600", ACCOUNT, stop=stop)
+    holder = LockHolder(path)  # a second process
+    outcome: list[BaseException] = []
+
+    def claim() -> None:
+        try:
+            store.claim(os.urandom(16), 1, pairs_of(store, [lead(1)]))
+        except BaseException as exc:  # collected, asserted below
+            outcome.append(exc)
+
+    worker = threading.Thread(target=claim)
+    worker.start()
+    stop.set()
+    worker.join(timeout=60)  # a bound, not a measurement: the holder keeps the lock longer
+    assert holder.holding
+    holder.release()
+    assert [type(exc) for exc in outcome] == [StoreInterrupted]
+
+
+def test_after_a_stop_the_last_settle_waits_only_briefly_and_fails_loudly(tmp_path):
+    path = tmp_path / "s.sqlite"
+    stop = threading.Event()
+    store = SyncStore.open(f"sqlite:///{path}?timeout=3600", ACCOUNT, stop=stop)
+    stop.set()
+    with LockHolder(path), pytest.raises(SyncStoreError, match=r"^sync_store: .*locked .* 1 s"):
+        store.settle(os.urandom(16), [], [b"k" * 16], after_stop=True)
+
+
+# One run's side: taint, acknowledgements from the answers
+
+
+def test_a_lead_with_a_request_of_unknown_fate_is_never_recorded_in_that_run(tmp_path):
+    store = SyncStore.open(str(tmp_path / "s.sqlite"), ACCOUNT)
+    run = SyncRun(store, skip_unchanged=True)
+    try:
+        first, second = lead(1, firstName="A"), lead(1, firstName="B")
+        keys, digests = zip(*pairs_of(store, [first]), strict=True)
+        _, claimed = run.claim(keys, digests)
+        assert claimed is not None
+        run.answered(claimed, BatchResult(ids={0: "cc-1"}), maybe_applied=True)  # retried
+        keys, digests = zip(*pairs_of(store, [second]), strict=True)
+        _, claimed = run.claim(keys, digests)
+        assert claimed is not None
+        run.answered(claimed, BatchResult(ids={0: "cc-1"}), maybe_applied=False)
+        run.settle_now()
+        assert store.count() == 0  # the first request may still land after the second
+        assert store.claims() == 1  # and the next run to send it records nothing either
+        assert run.tainted == 1
+    finally:
+        run.close()
+
+
+def test_a_version_acknowledged_earlier_in_the_run_is_unchanged_before_it_is_written(tmp_path):
+    store = SyncStore.open(str(tmp_path / "s.sqlite"), ACCOUNT)
+    run = SyncRun(store, skip_unchanged=True)
+    try:
+        keys, digests = zip(*pairs_of(store, [lead(1), lead(2)]), strict=True)
+        unchanged, claimed = run.claim(keys, digests)
+        assert unchanged == set() and claimed is not None
+        run.answered(claimed, BatchResult(ids={0: None, 1: None}, failures={1: "no"}), False)
+        unchanged, again = run.claim(keys, digests)
+        assert unchanged == {0} and again is not None and again.lead_keys == (keys[1],)
+        run.answered(again, BatchResult(ids={0: None}), False)
+        run.settle_now()
+        assert store.count() == 2 and store.claims() == 0
+    finally:
+        run.close()
+
+
+def test_a_failure_of_the_writer_thread_is_raised_on_the_main_thread(tmp_path):
+    path = tmp_path / "s.sqlite"
+    store = SyncStore.open(f"sqlite:///{path}?timeout=0.5", ACCOUNT)
+    run = SyncRun(store, skip_unchanged=True)
+    try:
+        keys, digests = zip(*pairs_of(store, [lead(1)]), strict=True)
+        _, claimed = run.claim(keys, digests)
+        assert claimed is not None
+        with LockHolder(path):
+            run.answered(claimed, BatchResult(ids={0: None}), False)
+            with pytest.raises(SyncStoreError, match="locked"):
+                run.settle_now()
+        assert run.failed
+        with pytest.raises(SyncStoreError):
+            run.check()
+    finally:
+        run.close()
+
+
+def test_a_doubt_in_force_makes_every_run_record_nothing_until_it_is_over(tmp_path):
+    path = tmp_path / "s.sqlite"
+    store = SyncStore.open(str(path), ACCOUNT)
+    a = lead(1)
+    store.claim(os.urandom(16), 1, pairs_of(store, [a]))  # a run that died while sending
+    for _ in range(3):  # every run meeting the doubt while it lasts
+        run = os.urandom(16)
+        store.claim(run, 1, pairs_of(store, [a]), doubt_seconds=3600)
+        assert settle_all(store, run, 1, [a]) == 0
+        assert store.claims() == 1  # the doubt stays, owned by no run
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute("UPDATE carecycle_sync_claims SET doubt_until = 1")  # an hour later
+    run = os.urandom(16)
+    store.claim(run, 1, pairs_of(store, [a]), doubt_seconds=3600)
+    assert settle_all(store, run, 1, [a]) == 1
+    assert store.claims() == 0
+
+
+def test_a_request_of_unknown_fate_leaves_a_doubt_for_ten_request_timeouts(tmp_path):
+    store = SyncStore.open(str(tmp_path / "s.sqlite"), ACCOUNT)
+    run = SyncRun(store, skip_unchanged=True, doubt_seconds=300)
+    try:
+        keys, digests = zip(*pairs_of(store, [lead(1)]), strict=True)
+        _, claimed = run.claim(keys, digests)
+        assert claimed is not None
+        before = time.time()
+        run.answered(claimed, None, maybe_applied=True)  # timed out, retries used up
+        run.settle_now()
+    finally:
+        run.close()
+    rows = claims_rows(tmp_path / "s.sqlite")
+    assert [(bytes(r), b) for r, b, _ in rows] == [(bytes(16), 0)]  # owned by no run
+    with closing(sqlite3.connect(tmp_path / "s.sqlite")) as conn:
+        (until,) = conn.execute("SELECT doubt_until FROM carecycle_sync_claims").fetchone()
+    assert before + 300 <= until <= time.time() + 300

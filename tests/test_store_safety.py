@@ -18,6 +18,7 @@ from target_runner import run_target, target_config
 from target_carecycle.sandbox.samples import api_leads, singer_lines
 from target_carecycle.store import (
     Account,
+    SettledBatch,
     SyncStore,
     SyncStoreError,
     _parse,
@@ -229,7 +230,9 @@ def test_a_sqlite_file_with_other_tables_is_refused_and_left_alone(tmp_path, wri
 def test_a_read_only_url_serves_a_dry_run_and_is_refused_for_a_real_run(tmp_path, url_of):
     path = tmp_path / "s.sqlite"
     store = SyncStore.open(str(path), ACCOUNT)
-    store.record_acknowledged([("ext-1", b"0" * 16, "id-1")])
+    run = os.urandom(16)
+    store.claim(run, 1, [(ACCOUNT.lead_key("ext-1"), b"0" * 16)], skip_unchanged=False)
+    store.settle(run, [SettledBatch(1, acknowledged=True)])
     store.close()
     before = path.read_bytes()
     url = url_of(path)
@@ -240,7 +243,7 @@ def test_a_read_only_url_serves_a_dry_run_and_is_refused_for_a_real_run(tmp_path
         assert reader.describe().endswith("(read-only, mode=ro)")
         assert reader.unchanged_ids({"ext-1": b"0" * 16}) == {"ext-1"}
         with pytest.raises(SyncStoreError):
-            reader.record_acknowledged([("ext-2", b"1" * 16, None)])
+            reader.claim(os.urandom(16), 1, [(ACCOUNT.lead_key("ext-2"), b"1" * 16)])
     finally:
         reader.close()
     assert path.read_bytes() == before

@@ -42,9 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="mean extra response time, randomised +-50%% (default 0)")  # fmt: skip
     add("--fault-every", type=int, default=0, metavar="N",
         help="inject --fault into every Nth upload request (default 0: never)")  # fmt: skip
-    add("--fault", choices=FAULT_KINDS, help="500, 503, drop (close unanswered) or stall")
+    add("--fault", choices=FAULT_KINDS,
+        help="500, 503, drop (close unanswered), stall or hold (process late)")  # fmt: skip
     add("--stall-seconds", type=float, default=30.0, metavar="SECONDS",
-        help="how long a stall fault sleeps before answering (default 30)")  # fmt: skip
+        help="how long a stall (or hold) fault waits before processing (default 30)")  # fmt: skip
     add("--ledger", metavar="FILE", help="append every stored lead to FILE as a JSON line")
     add("--verbose", action="store_true", help="one stderr line per request (no lead data)")
     return parser

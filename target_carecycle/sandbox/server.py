@@ -33,7 +33,7 @@ DEFAULT_SOURCE_ID = "sandbox-source"
 DEFAULT_RATE_LIMIT = 60
 UPLOAD_PATH = "/v2/leads/upload"
 SANDBOX_PREFIX = "/__sandbox/"
-FAULT_KINDS = ("500", "503", "drop", "stall")
+FAULT_KINDS = ("500", "503", "drop", "stall", "hold")
 MAX_BODY_BYTES = 32 * 1024 * 1024
 
 
@@ -189,6 +189,12 @@ class SandboxApp:
         self._sources = frozenset(config.sources)
         self._read_only = frozenset(config.read_only_keys)
         self._known_keys = frozenset(config.api_keys) | self._read_only
+        # The fault schedule: from the config, changeable while serving (set_faults).
+        self._fault = config.fault
+        self._fault_every = config.fault_every
+        self._faults_left: int | None = None  # None: no limit
+        self._stall_seconds = config.stall_seconds
+        self._release = threading.Event()  # ends every `hold` fault waiting now
         self._ledger: IO[str] | None = None
         if config.ledger is not None:
             self._ledger = open(config.ledger, "a", encoding="utf-8")  # noqa: SIM115
@@ -214,6 +220,37 @@ class SandboxApp:
         """Forget all customers, counters, rate-limit buckets and the fault schedule."""
         with self._lock:
             self._reset_state()
+
+    def set_faults(
+        self,
+        fault: str | None,
+        every: int = 0,
+        stall_seconds: float | None = None,
+        times: int | None = None,
+    ) -> None:
+        """Change the fault schedule while serving (in-process use: tests, benchmarks).
+
+        Counting goes on from the requests already seen: with `every` N, the next fault hits
+        the next upload request whose number is a multiple of N; after `times` faults (None:
+        no limit) there are no more. `None`/0 turns faults off.
+        """
+        SandboxConfig(  # the same checks as the config's
+            fault=fault,
+            fault_every=every,
+            stall_seconds=self._stall_seconds if stall_seconds is None else stall_seconds,
+        )
+        with self._lock:
+            self._fault, self._fault_every, self._faults_left = fault, every, times
+            if stall_seconds is not None:
+                self._stall_seconds = stall_seconds
+            if fault == "hold":
+                self._release = threading.Event()
+
+    def release_held(self) -> None:
+        """Let every request a `hold` fault keeps waiting be processed and answered now."""
+        with self._lock:
+            release = self._release
+        release.set()
 
     def stats(self) -> dict[str, Any]:
         """Return the ``GET /__sandbox/stats`` document."""
@@ -273,19 +310,27 @@ class SandboxApp:
         if fault == "503":
             return error_response(503, "SERVICE_UNAVAILABLE", "Service unavailable (injected)")
         if fault == "stall":
-            time.sleep(self.config.stall_seconds)
+            # The request is processed (its leads stored) only when the stall ends: if the
+            # client gave up meanwhile, careCycle applies a request after its timeout.
+            time.sleep(self._stall_seconds)
+        if fault == "hold":  # the same, until release_held() (at most stall_seconds)
+            with self._lock:
+                release = self._release
+            release.wait(self._stall_seconds)
         return self._upload(request)
 
     def _next_fault(self) -> str | None:
         """Count an upload request; return the fault it must suffer, if any."""
         with self._lock:
             self._upload_requests += 1
-            every = self.config.fault_every
-            if every <= 0 or self._upload_requests % every:
+            every = self._fault_every
+            if every <= 0 or self._upload_requests % every or self._faults_left == 0:
                 return None
-            if self.config.fault == "drop":
+            if self._faults_left is not None:
+                self._faults_left -= 1
+            if self._fault == "drop":
                 self._dropped += 1
-            return self.config.fault
+            return self._fault
 
     def _upload(self, request: Request) -> Response:
         key = request.headers.get("x-api-key")
@@ -575,6 +620,20 @@ class RunningSandbox:
     def reset(self) -> None:
         """Clear customers, counters, rate-limit buckets and the fault schedule."""
         self.app.reset()
+
+    def set_faults(
+        self,
+        fault: str | None,
+        every: int = 0,
+        stall_seconds: float | None = None,
+        times: int | None = None,
+    ) -> None:
+        """Change the fault schedule while serving (see SandboxApp.set_faults)."""
+        self.app.set_faults(fault, every, stall_seconds, times)
+
+    def release_held(self) -> None:
+        """Process and answer the requests a `hold` fault keeps waiting."""
+        self.app.release_held()
 
     def close(self) -> None:
         """Stop serving and release the port."""

@@ -82,3 +82,12 @@ def postgres() -> Iterator[PostgresServer]:
     """A throwaway PostgreSQL server for the session (initdb in a temp dir, stopped after)."""
     with running_postgres() as server:
         yield server
+
+
+@pytest.fixture
+def store_url(postgres: PostgresServer, request: pytest.FixtureRequest) -> str:
+    """A fresh database for a sync store, as a psycopg URL with a (trust-ignored) password."""
+    name = "sync_" + request.node.name.lower().replace("[", "_").replace("]", "")[:40]
+    postgres.psql(f'DROP DATABASE IF EXISTS "{name}"')
+    postgres.create_database(name)
+    return f"postgresql+psycopg://postgres:Pg-Store-Sekr3t@127.0.0.1:{postgres.port}/{name}"

@@ -26,6 +26,7 @@ from target_carecycle.store import (
     SCHEMA_LOCK_ID,
     SCHEMA_VERSION,
     Account,
+    SettledBatch,
     SyncStore,
     SyncStoreError,
 )
@@ -74,15 +75,6 @@ def test_full_refresh_twice_sends_nothing_the_second_time(
 
 
 # A PostgreSQL store
-
-
-@pytest.fixture
-def store_url(postgres: PostgresServer, request: pytest.FixtureRequest) -> str:
-    """A fresh database for the store, as a psycopg URL with a (trust-ignored) password."""
-    name = "sync_" + request.node.name.lower().replace("[", "_").replace("]", "")[:40]
-    postgres.psql(f'DROP DATABASE IF EXISTS "{name}"')
-    postgres.create_database(name)
-    return f"postgresql+psycopg://postgres:Pg-Store-Sekr3t@127.0.0.1:{postgres.port}/{name}"
 
 
 def run_in_home(
@@ -261,7 +253,9 @@ def test_a_postgresql_database_with_other_tables_is_refused_unless_the_store_has
         SyncStore.open(in_schema, account)
     postgres.psql("CREATE SCHEMA carecycle_sync", database=database)
     store = SyncStore.open(in_schema, account)
-    store.record_acknowledged([("E-1", bytes(16), "id-1")])
+    run = os.urandom(16)
+    store.claim(run, 1, [(account.lead_key("E-1"), bytes(16))], skip_unchanged=False)
+    store.settle(run, [SettledBatch(1, acknowledged=True)])
     store.close()
     listing = postgres.psql(
         "SELECT table_schema || '.' || table_name FROM information_schema.tables "
@@ -271,6 +265,7 @@ def test_a_postgresql_database_with_other_tables_is_refused_unless_the_store_has
     assert listing.split() == [
         "carecycle_sync.carecycle_sync_accounts",
         "carecycle_sync.carecycle_sync_budget",
+        "carecycle_sync.carecycle_sync_claims",
         "carecycle_sync.carecycle_sync_leads",
         "carecycle_sync.carecycle_sync_meta",
         "public.customers",
