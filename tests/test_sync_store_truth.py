@@ -45,6 +45,7 @@ from target_runner import (
     all_answered,
     run_target,
     start_target,
+    stop_line,
     target_config,
     wait_for_stats,
 )
@@ -241,8 +242,7 @@ def assert_stopped_by_the_store(run: TargetRun, received: int | None = None) -> 
     assert run.returncode == 1, run.stderr[-3000:]
     assert run.states == []
     assert "Traceback" not in run.stderr
-    mentions = [line for line in run.stderr.splitlines() if "sync_store" in line]
-    assert len(mentions) == 1, run.stderr[-3000:]
+    assert "sync_store" in stop_line(run.stderr)
     tally = summary_counts(run.stderr)
     if received is not None:
         assert tally["received"] == received

@@ -22,7 +22,7 @@ from store_runs import (
     wait_until,
 )
 from store_torture import torture
-from target_runner import TargetRun, run_target, start_target, target_config
+from target_runner import TargetRun, run_target, start_target, stop_line, target_config
 
 from target_carecycle.sandbox import RunningSandbox, SandboxConfig, running_sandbox
 
@@ -85,8 +85,8 @@ def test_a_postgresql_lock_held_past_the_timeout_leaves_the_batch_unsent(
     run = TargetRun(proc.returncode, close_pipes(proc), watch.text)
     assert run.returncode == 1, run.stderr[-3000:]
     assert run.states == []
-    mentions = [line for line in run.stderr.splitlines() if "sync_store" in line]
-    assert len(mentions) == 1 and "locked by another process for more than 1 s" in mentions[0]
+    line = stop_line(run.stderr)
+    assert "sync_store" in line and "locked by another process for more than 1 s" in line
     assert "Pg-Store-Sekr3t" not in run.stderr
     tally = summary_counts(run.stderr)
     assert tally["received"] == 200 == tally["not sent (run stopped)"]
