@@ -10,8 +10,9 @@ UV := $(TOOLS)/bin/uv
 NOX := $(TOOLS)/bin/nox
 UV_VERSION := 0.13.9
 NOX_VERSION := 2026.10.20
-# Extras the tests need (psycopg for the PostgreSQL sync store).
-EXTRAS := --extra postgres
+# Extras the tests need: psycopg for the PostgreSQL sync store; faker, parquet (pyarrow) and s3
+# (s3fs) for the capabilities the SDK advertises (tests/test_extras.py). All four are wheels.
+EXTRAS := --extra postgres --extra faker --extra parquet --extra s3
 
 .PHONY: demo test lint bench install lock matrix
 
