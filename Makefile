@@ -14,7 +14,7 @@ NOX_VERSION := 2026.10.20
 # (s3fs) for the capabilities the SDK advertises (tests/test_extras.py). All four are wheels.
 EXTRAS := --extra postgres --extra faker --extra parquet --extra s3
 
-.PHONY: demo test lint bench install lock matrix dist
+.PHONY: demo test lint bench install lock matrix dist pre-commit
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -49,6 +49,11 @@ lint: install
 	$(BIN)/ruff format --check target_carecycle tests benchmarks scripts noxfile.py
 	$(BIN)/mypy
 	$(BIN)/mypy tests/pipelines/*.py
+
+# Every hook of .pre-commit-config.yaml on every file (ruff, uv lock --check, the workflow,
+# dependabot and meltano.yml schemas, Hub's yamllint rules, generated files, YAML/TOML, EOF).
+pre-commit: install
+	$(BIN)/pre-commit run --all-files
 
 bench: install
 	$(BIN)/python benchmarks/bench_target.py

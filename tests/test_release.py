@@ -289,3 +289,60 @@ def test_release_workflow_publishes_by_trusted_publishing_after_the_checks() -> 
     )
     assert jobs["github-release"]["needs"] == "publish"
     assert jobs["github-release"]["permissions"] == {"contents": "write"}
+
+
+def pre_commit_hooks() -> dict[str, dict[str, object]]:
+    config = yaml.safe_load((ROOT / ".pre-commit-config.yaml").read_text(encoding="utf-8"))
+    return {hook["id"]: hook for repo in config["repos"] for hook in repo["hooks"]}
+
+
+def test_pre_commit_runs_the_checks_the_project_relies_on() -> None:
+    hooks = pre_commit_hooks()
+    for wanted in [
+        "ruff-check",
+        "ruff-format",
+        "uv-lock",
+        "check-github-workflows",
+        "check-dependabot",
+        "check-meltano",
+        "hub-yamllint",
+        "hub-definition",
+        "check-yaml",
+        "end-of-file-fixer",
+    ]:
+        assert wanted in hooks, wanted
+
+
+def test_pre_commit_hooks_run_tools_that_exist() -> None:
+    """Hooks on the locked environment name a tool the lock installs and files in the repo;
+    the others pin a version. (The fast tier's venv has no lint tools: ruff is checked there
+    by name only.)"""
+    for hook_id, hook in pre_commit_hooks().items():
+        entry = str(hook["entry"]).split()
+        if hook["language"] == "unsupported":
+            assert entry[0].startswith((".venv/bin/", ".venv-uv/bin/")), hook_id
+            tool = entry[0].rsplit("/", 1)[1]
+            if tool not in {"ruff", "uv"}:  # the lint group and the Makefile's tool venv
+                assert (BIN / tool).exists(), hook_id
+            for word in entry[1:]:
+                if "/" in word and not word.startswith("-"):
+                    assert (ROOT / word).exists(), (hook_id, word)
+        else:
+            assert hook["language"] == "python", hook_id
+            pins = hook["additional_dependencies"]
+            assert isinstance(pins, list)
+            assert all("==" in pin for pin in pins), hook_id
+
+
+def test_pre_commit_config_is_valid_for_pre_commit() -> None:
+    """pre-commit's own schema check, where pre-commit is installed (the dev environment)."""
+    pre_commit = BIN / "pre-commit"
+    if not pre_commit.exists():
+        pytest.skip("pre-commit is in the lint group, not in the fast tier's test venv")
+    done = subprocess.run(
+        [str(pre_commit), "validate-config", str(ROOT / ".pre-commit-config.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
