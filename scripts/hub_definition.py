@@ -107,7 +107,8 @@ unchanged is not sent again ([sync store]({DOCS}/sync-store.md)).
 """
 NEXT_STEPS = f"""\
 Check a mapping without sending anything: set `dry_run` to `true` and run the pipeline; the
-summary and the reject file show what would be uploaded and what would be rejected, and why.
+end-of-run summary (and `reject_file`, when set) shows what would be uploaded and what would
+be rejected, and why.
 Then set `api_key` from the environment (`TARGET_CARECYCLE_API_KEY`, or `.env`), never in
 `meltano.yml` ([security]({DOCS}/security.md)).
 """
