@@ -10,10 +10,11 @@ UV := $(TOOLS)/bin/uv
 NOX := $(TOOLS)/bin/nox
 UV_VERSION := 0.13.9
 NOX_VERSION := 2026.10.20
-# Extras the tests need (psycopg for the PostgreSQL sync store).
-EXTRAS := --extra postgres
+# Extras the tests need: psycopg for the PostgreSQL sync store; faker, parquet (pyarrow) and s3
+# (s3fs) for the capabilities the SDK advertises (tests/test_extras.py). All four are wheels.
+EXTRAS := --extra postgres --extra faker --extra parquet --extra s3
 
-.PHONY: demo test lint bench install lock matrix
+.PHONY: demo test lint bench install lock matrix dist pre-commit
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -49,5 +50,22 @@ lint: install
 	$(BIN)/mypy
 	$(BIN)/mypy tests/pipelines/*.py
 
+# Every hook of .pre-commit-config.yaml on every file (ruff, uv lock --check, the workflow,
+# dependabot and meltano.yml schemas, Hub's yamllint rules, generated files, YAML/TOML, EOF).
+pre-commit: install
+	$(BIN)/pre-commit run --all-files
+
 bench: install
 	$(BIN)/python benchmarks/bench_target.py
+
+# The sdist and wheel, as the release workflow builds them (.github/workflows/release.yml): the
+# build backend and the inspectors at their uv.lock versions, in their own venv (a `uv sync`
+# into .venv would remove the dev tools), built without isolation so the locked hatchling and
+# hatch-vcs are the ones used; then twine's metadata check and check-wheel-contents.
+RELEASE_VENV := .venv-release
+dist: $(UV)
+	rm -rf dist
+	UV_PROJECT_ENVIRONMENT=$(RELEASE_VENV) $(UV) sync --locked --only-group release --no-install-project --python $(PYTHON)
+	$(UV) build --no-build-isolation --python $(RELEASE_VENV)/bin/python --out-dir dist
+	$(RELEASE_VENV)/bin/twine check --strict dist/*
+	$(RELEASE_VENV)/bin/check-wheel-contents dist/*.whl

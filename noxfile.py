@@ -66,8 +66,8 @@ def tests(session: nox.Session) -> None:
         _uv(),
         "sync",
         "--locked",
-        "--extra",
-        "postgres",
+        # The Makefile's EXTRAS: postgres (sync store), faker, parquet, s3 (tests/test_extras.py).
+        *("--extra", "postgres", "--extra", "faker", "--extra", "parquet", "--extra", "s3"),
         "--no-default-groups",
         "--group",
         "test",

@@ -111,8 +111,7 @@ def run_target(
             env=child_env(),
         )
     facts = json.loads(report.read_text())
-    states = [json.loads(x) for x in stem.with_suffix(".stdout").read_text().splitlines() if x]
-    counts = states[-1]["target_carecycle"][STREAM] if states else {}
+    counts = summary_counts(stem.with_suffix(".stderr").read_text())
     if facts["code"] != 0 or not counts:
         tail = "\n".join(stem.with_suffix(".stderr").read_text().splitlines()[-15:])
         raise SystemExit(f"{label}: target exit {facts['code']}\n{tail}")
@@ -125,6 +124,16 @@ def run_target(
         counts=counts,
         requests=box.stats()["upload_requests"] - before,
     )
+
+
+def summary_counts(log: str) -> dict[str, int]:
+    """The stream's counts from the run's `Run summary: {...}` event (a dry run emits no STATE)."""
+    for line in reversed(log.splitlines()):
+        _, found, summary = line.partition("Run summary: ")
+        if found:
+            counts: dict[str, int] = json.loads(summary)["streams"].get(STREAM, {})
+            return counts
+    return {}
 
 
 def say(text: str = "") -> None:

@@ -47,8 +47,17 @@ def summaries(lines: list[str]) -> list[list[str]]:
         if line.startswith("target-carecycle summary"):
             blocks.append([line])
         elif blocks and SUMMARY_LINE.match(line) and len(blocks[-1]) < 100:
-            blocks[-1].append(line if line.startswith(" ") else "  " + line)
+            blocks[-1].append(line if line.startswith(" ") else reindented(line))
     return blocks
+
+
+def reindented(line: str) -> str:
+    """A summary line with the indentation the target gave it (Meltano strips it)."""
+    if re.match(r"\d+ x ", line):
+        return "      " + line
+    if line.startswith(("top reasons", "optional values left out")):
+        return "    " + line
+    return "  " + line
 
 
 def show_summary(log_path: str) -> int:

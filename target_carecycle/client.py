@@ -2,6 +2,7 @@
 
 Everything that touches the network lives here. The client never logs or raises with the API
 key or with lead field values: server messages are scrubbed of the values that were sent.
+The endpoint's contract (auth, limits, answers, what to retry) is docs/carecycle-api.md.
 """
 
 from __future__ import annotations

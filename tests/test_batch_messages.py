@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from target_runner import TARGET_EXE, run_target, stop_line, target_config
 
 from target_carecycle.sandbox.samples import LEAD_SCHEMA, phone_for
@@ -217,5 +218,6 @@ def test_about_lists_the_batch_capability():
     info = json.loads(about.stdout)
     assert "batch" in info["capabilities"]
     assert "batch_config" in info["settings"]["properties"]
-    meltano_yml = (Path(__file__).parent.parent / "meltano.yml").read_text()
-    assert "validate-records, batch]" in meltano_yml
+    project = yaml.safe_load((Path(__file__).parent.parent / "meltano.yml").read_text())
+    (loader,) = [p for p in project["plugins"]["loaders"] if p["name"] == "target-carecycle"]
+    assert "batch" in loader["capabilities"]

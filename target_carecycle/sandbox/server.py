@@ -1,5 +1,7 @@
 """A local HTTP server that behaves like careCycle's ``POST /v2/leads/upload``.
 
+It follows the contract in docs/carecycle-api.md.
+
 Standard library only. :class:`SandboxApp` holds the logic (auth, rate limit, faults,
 validation, upsert, statistics) behind one lock that is never held while sleeping;
 :class:`SandboxHandler` only moves bytes between HTTP/1.1 keep-alive connections and the app.

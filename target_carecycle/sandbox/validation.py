@@ -1,4 +1,4 @@
-"""Schema validation of lead-upload requests, as the careCycle contract describes it.
+"""Schema validation of lead-upload requests, as the contract (docs/carecycle-api.md) says.
 
 Pure functions: nothing here touches the network, the store or the clock, so every rule can be
 tested from a table. Error items mimic careCycle's (zod-style) shape
@@ -20,7 +20,7 @@ from typing import Any
 # A deliberate copy of the contract's limits and enums (also in target_carecycle/leads.py and
 # client.py): the sandbox checks the target independently, so it must not import the target's
 # own reading of the contract, or a mistake there would confirm itself. Change both from
-# carecycle-api.md, never one from the other.
+# docs/carecycle-api.md, never one from the other.
 MIN_RECORDS = 1
 MAX_RECORDS = 200
 MAX_CUSTOM_FIELDS = 50
