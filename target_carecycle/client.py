@@ -771,7 +771,7 @@ def check_connection(settings: ClientSettings, *, with_key: bool) -> KeyCheck:
 
 
 def _key_verdict(response: requests.Response, url: str, scrub: Scrubber) -> KeyCheck:
-    """Read careCycle's answer to an empty upload (see carecycle-api.md and EMPTY_UPLOAD)."""
+    """Read careCycle's answer to an empty upload (see docs/carecycle-api.md and EMPTY_UPLOAD)."""
     status = response.status_code
     answer = _json_body(response)
     code = scrub(answer.get("code") or "", limit=60)
