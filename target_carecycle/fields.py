@@ -240,7 +240,8 @@ def _aliases_text(spec: FieldSpec) -> str:
 
 
 def markdown_table(fields: Iterable[FieldSpec]) -> str:
-    """The lead-field table of docs/mapping.md: one row per upload field."""
+    """The lead-field table of docs/mapping.md: one row per upload field, then the others."""
+    fields = tuple(fields)
     lines = [
         "| lead field | type | personal | column names that map to it (in priority order) |",
         "|---|---|---|---|",
@@ -250,6 +251,9 @@ def markdown_table(fields: Iterable[FieldSpec]) -> str:
             personal = "yes" if spec.personal else "no"
             row = (f"`{spec.name}`", _type_text(spec), personal, _aliases_text(spec))
             lines.append("| " + " | ".join(row) + " |")
+    answers = [f"`{spec.name}`" for spec in fields if not spec.upload]
+    if answers:
+        lines += ["", f"Only in careCycle's answers, never mapped or sent: {', '.join(answers)}."]
     return "\n".join(lines) + "\n"
 
 
