@@ -35,6 +35,7 @@ class Table:
 
     @property
     def begin(self) -> str:
+        """The comment line the table follows."""
         return (
             f"<!-- BEGIN {self.name}: written by scripts/registry_tables.py, "
             "do not edit by hand -->\n"
@@ -42,6 +43,7 @@ class Table:
 
     @property
     def end(self) -> str:
+        """The comment line after the table."""
         return f"<!-- END {self.name} -->\n"
 
 

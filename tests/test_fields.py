@@ -1,4 +1,4 @@
-"""The field registry (target_carecycle/fields.py): the one place a careCycle lead field is declared.
+"""The field registry (target_carecycle/fields.py): each careCycle lead field declared once.
 
 Checked against the contract (docs/carecycle-api.md), against the sandbox's own copy of the
 upload rules, and against a name heuristic that fails when a field that looks personal is not
@@ -198,7 +198,7 @@ def test_a_field_cannot_be_declared_without_deciding_personal():
     with pytest.raises(TypeError, match="personal"):
         FieldSpec("middleName", "string", max_length=255)  # type: ignore[call-arg]
     with pytest.raises(TypeError):
-        FieldSpec("middleName", "string", True)  # type: ignore[misc]  # keyword only
+        FieldSpec("middleName", "string", True)  # type: ignore[call-arg]  # keyword only
 
 
 # --------------------------------------------------------------------------- the sandbox's copy
