@@ -21,7 +21,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime, timezone
 from typing import IO, Any
@@ -169,6 +169,20 @@ class UncountedRecords(metrics.Counter):
         """Emit nothing."""
 
 
+def _flags(outcome: Outcome) -> tuple[str, ...]:
+    """The sums an outcome's records add to (`unsettled`: its `settled` is false)."""
+    flags = {
+        "delivered": outcome.delivered,
+        "refused": outcome.refused,
+        "judged": outcome.judged,
+        "unsettled": not outcome.settled,
+    }
+    return tuple(flag for flag, on in flags.items() if on)
+
+
+_FLAGS = ("delivered", "refused", "judged", "unsettled")
+
+
 @dataclass
 class StreamTally:
     """Counts for one stream in this run: records received, and each outcome's count."""
@@ -181,6 +195,11 @@ class StreamTally:
 
     def __post_init__(self) -> None:
         self.counts = dict.fromkeys((outcome.name for outcome in self.registry), 0)
+        # The sums the failure policy reads for every record, kept up to date by `add`:
+        # each outcome adds to the sums of its flags.
+        self._sums = dict.fromkeys(_FLAGS, 0)
+        self._flags_of = {outcome.name: _flags(outcome) for outcome in self.registry}
+        self._with_outcome = 0
 
     def __getitem__(self, outcome: str) -> int:
         """The count of one outcome (KeyError for a name not in the registry)."""
@@ -188,17 +207,21 @@ class StreamTally:
 
     def add(self, outcome: str, count: int = 1) -> None:
         """Count `count` more records with `outcome`."""
-        if outcome not in self.counts:
+        flags = self._flags_of.get(outcome)
+        if flags is None:
             raise KeyError(f"{outcome!r} is not an outcome of the registry")
         self.counts[outcome] += count
+        self._with_outcome += count
+        for flag in flags:
+            self._sums[flag] += count
 
     def as_state(self) -> dict[str, int]:
         """Counts for the state message (never per-record detail): received, then each outcome."""
         return {"received": self.received, **self.counts}
 
-    def total(self, counted: Callable[[Outcome], bool]) -> int:
-        """The sum of the outcomes `counted` selects."""
-        return sum(self.counts[outcome.name] for outcome in self.registry if counted(outcome))
+    def total(self, flag: str) -> int:
+        """The sum of the outcomes whose `flag` is true: delivered, refused, judged, unsettled."""
+        return self._sums[flag]
 
     @property
     def judged(self) -> int:
@@ -207,27 +230,27 @@ class StreamTally:
         Merged and skipped records are left out: replaced by a newer version, or filtered by
         the user's own settings, they say nothing about the mapping or the data.
         """
-        return self.total(lambda outcome: outcome.judged)
+        return self.total("judged")
 
     @property
     def held(self) -> int:
         """Leads careCycle holds after this run: accepted (dry run: would send) or unchanged."""
-        return self.total(lambda outcome: outcome.delivered)
+        return self.total("delivered")
 
     @property
     def refused(self) -> int:
         """Records that failed or were rejected: what the failure policy counts."""
-        return self.total(lambda outcome: outcome.refused)
+        return self.total("refused")
 
     @property
     def pending(self) -> int:
         """Records received that have no outcome yet (in a batch or in flight)."""
-        return self.received - sum(self.counts.values())
+        return self.received - self._with_outcome
 
     @property
     def unsettled(self) -> int:
         """Records whose outcome says they were never delivered (the run stopped early)."""
-        return self.total(lambda outcome: not outcome.settled)
+        return self.total("unsettled")
 
 
 class OutputFileError(Exception):

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import re
 import stat
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
@@ -278,3 +280,20 @@ def test_a_new_outcome_is_one_registry_entry(caplog):
     table = markdown_table(registry)
     assert "| `quarantined` | held back for review: sent by a later run once released |" in table
     assert "quarantined" not in markdown_table(OUTCOME_REGISTRY)
+
+
+def test_the_running_sums_equal_the_registry_s_flags_over_the_counts():
+    rng = random.Random(18)
+    tally = StreamTally()
+    for _ in range(500):
+        tally.received += 1
+        tally.add(rng.choice(OUTCOMES), rng.randint(0, 3))
+
+    def summed(selected: Callable[[Outcome], bool]) -> int:
+        return sum(tally[o.name] for o in OUTCOME_REGISTRY if selected(o))
+
+    assert tally.held == summed(lambda o: o.delivered)
+    assert tally.refused == summed(lambda o: o.refused)
+    assert tally.judged == summed(lambda o: o.judged)
+    assert tally.unsettled == summed(lambda o: not o.settled)
+    assert tally.pending == tally.received - sum(tally.counts.values())
