@@ -3,7 +3,9 @@
 Every record the target receives ends in exactly one outcome, per stream:
 received = succeeded + failed + rejected + merged + skipped + unchanged + unsent (unsent only
 when a run stops early; unchanged: equal to what careCycle last acknowledged, so not sent).
-In a dry run `succeeded` is reported as `would_send`: nothing was sent.
+Each outcome is declared once, in `OUTCOME_REGISTRY`; the counters, the state metrics, the
+summaries, the failure policy's sums, the settled check and the table in docs/outcomes.md
+are derived from it. In a dry run `succeeded` is reported as `would_send`: nothing was sent.
 Logs name a record by stream, position and externalId, never by personal data.
 
 It also holds the failure policy (docs/failure-policy.md): which counts fail a run, and
