@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 import unicodedata
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -32,7 +32,7 @@ import requests
 from urllib3.exceptions import NewConnectionError
 from urllib3.util import parse_url
 
-from target_carecycle.leads import PERSONAL_FIELDS
+from target_carecycle.fields import PERSONAL_FIELDS
 from target_carecycle.serialization import dumps_json
 
 UPLOAD_PATH = "/v2/leads/upload"
@@ -176,9 +176,17 @@ class Scrubber:
     file or the summary.
     """
 
-    def __init__(self, api_key: str, leads: Sequence[Mapping[str, Any]] = ()) -> None:
+    def __init__(
+        self,
+        api_key: str,
+        leads: Sequence[Mapping[str, Any]] = (),
+        *,
+        personal_fields: Collection[str] = PERSONAL_FIELDS,
+    ) -> None:
         self._key_needles = _needles(_key_variants(api_key))
         self._leads = leads
+        # The fields whose values are removed (fields.py marks them; a test passes its own).
+        self.personal_fields = personal_fields
         self._value_needles: list[tuple[str, str]] | None = None  # built on first use
         self._phones: frozenset[str] = frozenset()  # national numbers and their last 7 digits
         self._dates: frozenset[tuple[int, int, int]] = frozenset()  # (year, month, day)
@@ -213,7 +221,7 @@ class Scrubber:
 
     def _remove_exact(self, text: str) -> str:
         if self._value_needles is None:
-            self._value_needles = _needles(_personal_values(self._leads))
+            self._value_needles = _needles(_personal_values(self._leads, self.personal_fields))
             self._phones = _phone_numbers(self._leads)
             self._dates = _birth_dates(self._leads)
         text = _replace(text, self._key_needles, KEY_PLACEHOLDER)
@@ -242,7 +250,9 @@ def _key_variants(api_key: str) -> set[str]:
     } - {""}
 
 
-def _personal_values(leads: Sequence[Mapping[str, Any]]) -> set[str]:
+def _personal_values(
+    leads: Sequence[Mapping[str, Any]], personal_fields: Collection[str]
+) -> set[str]:
     r"""Every personal value sent, with the other spellings careCycle might echo.
 
     Each value also in its Unicode normal forms (a name sent composed may come back
@@ -252,7 +262,7 @@ def _personal_values(leads: Sequence[Mapping[str, Any]]) -> set[str]:
     found: set[str] = set()
     for lead in leads:
         for name, value in lead.items():
-            if name not in PERSONAL_FIELDS or not isinstance(value, str) or not value.strip():
+            if name not in personal_fields or not isinstance(value, str) or not value.strip():
                 continue
             forms = {value, value.strip()}
             forms |= {unicodedata.normalize(form, value.strip()) for form in _NORMAL_FORMS}
@@ -1007,7 +1017,7 @@ def usable_id(value: Any, scrub: Scrubber, lead: Mapping[str, Any]) -> str | Non
         return text  # hex in fixed groups: no room for a name or an address
     parts = set(folded.replace("_", "-").split("-"))
     for name, sent in lead.items():
-        if name not in PERSONAL_FIELDS or not isinstance(sent, str) or len(sent) < 3:
+        if name not in scrub.personal_fields or not isinstance(sent, str) or len(sent) < 3:
             continue
         sent = sent.strip().casefold()
         if sent in parts or (len(sent) >= 6 and sent in folded):

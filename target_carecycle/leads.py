@@ -17,10 +17,22 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from types import MappingProxyType
 from typing import Any
 
 import phonenumbers
+
+# The field facts live in fields.py (one table); leads.py re-exports the names it always had.
+from target_carecycle.fields import (
+    BOOLEAN_FIELDS,
+    GENDERS,
+    INT32_MAX,
+    INT32_MIN,
+    LEAD_FIELDS,
+    MARITAL_STATUSES,
+    MAX_CUSTOM_FIELDS,
+    PERSONAL_FIELDS,
+    FieldSpec,
+)
 
 __all__ = [
     "BOOLEAN_FIELDS",
@@ -30,6 +42,7 @@ __all__ = [
     "LEAD_FIELDS",
     "MARITAL_STATUSES",
     "MAX_CUSTOM_FIELDS",
+    "PERSONAL_FIELDS",
     "PHONE_VALIDATION_MODES",
     "FieldSpec",
     "LeadResult",
@@ -37,92 +50,7 @@ __all__ = [
     "normalise_lead",
 ]
 
-INT32_MIN = -(2**31)
-INT32_MAX = 2**31 - 1
-MAX_CUSTOM_FIELDS = 50
 PHONE_VALIDATION_MODES = ("strict", "format")
-GENDERS = ("Male", "Female", "Non-Binary", "Other", "Prefer Not to Say")
-MARITAL_STATUSES = (
-    "Single",
-    "Married",
-    "Divorced",
-    "Widowed",
-    "Separated",
-    "Domestic Partnership",
-)
-BOOLEAN_FIELDS = (
-    "isDecisionMaker",
-    "medicaid",
-    "veteran",
-    "socialSecurityDisability",
-    "doNotCall",
-    "doNotSMS",
-    "doNotEmail",
-    "doNotMail",
-)
-
-
-@dataclass(frozen=True, slots=True)
-class FieldSpec:
-    """How one request field is checked: its kind, length limit and allowed values."""
-
-    kind: str  # phone | postal_code | timezone | date | enum | boolean | integer | number
-    # | string | custom_fields
-    max_length: int | None = None
-    choices: tuple[str, ...] = ()
-
-
-def _build_fields() -> dict[str, FieldSpec]:
-    specs = {
-        "phoneNumber": FieldSpec("phone"),
-        "postalCode": FieldSpec("postal_code"),
-        "timezone": FieldSpec("timezone"),
-    }
-    long_text = ("firstName", "lastName", "email", "city", "county", "address", "address2")
-    specs.update({name: FieldSpec("string", 255) for name in long_text})
-    specs.update({name: FieldSpec("string", 50) for name in ("state", "language", "filingStatus")})
-    specs["dateOfBirth"] = FieldSpec("date")
-    specs["gender"] = FieldSpec("enum", choices=GENDERS)
-    specs["maritalStatus"] = FieldSpec("enum", choices=MARITAL_STATUSES)
-    specs["dependentCount"] = FieldSpec("integer")
-    specs["householdIncome"] = FieldSpec("integer")
-    specs.update({name: FieldSpec("boolean") for name in BOOLEAN_FIELDS})
-    ids = (
-        "medicaidNumber",
-        "vaNumber",
-        "carrierAssignedCustomerId",
-        "healthSherpaCustomerId",
-        "mbiNumber",
-        "externalId",
-    )
-    specs.update({name: FieldSpec("string", 255) for name in ids})
-    specs["sourceId"] = FieldSpec("string")
-    specs["leadCost"] = FieldSpec("number")
-    specs["customFields"] = FieldSpec("custom_fields")
-    return specs
-
-
-LEAD_FIELDS: Mapping[str, FieldSpec] = MappingProxyType(_build_fields())
-
-PERSONAL_FIELDS = frozenset(
-    {
-        "phoneNumber",
-        "firstName",
-        "lastName",
-        "email",
-        "dateOfBirth",
-        "address",
-        "address2",
-        "city",
-        "postalCode",
-        "mbiNumber",
-        "medicaidNumber",
-        "vaNumber",
-        "carrierAssignedCustomerId",
-        "healthSherpaCustomerId",
-    }
-)
-"""Lead fields that identify a person: never logged, masked in dry-run samples."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -761,30 +689,44 @@ def _norm_custom_fields(value: Any) -> list[dict[str, str]]:
 _Normaliser = Callable[[Any], Any]
 
 
+# Normalisers by the name a field's spec gives (fields.py: its `normaliser`, else its kind).
+_TEXT_RULES: Mapping[str, Callable[[str], str] | None] = {
+    "string": None,
+    "email": _email,
+    "us_state": _state,
+    "mbi": _mbi,
+}
+_ENUM_WORDS: Mapping[str, tuple[Mapping[str, str], str]] = {
+    "gender": (_GENDER_WORDS, "gender"),
+    "marital_status": (_MARITAL_WORDS, "marital status"),
+}
+_BY_NAME: Mapping[str, _Normaliser] = {
+    "phone": _norm_phone_strict,
+    "postal_code": _norm_postal_code,
+    "timezone": _norm_timezone,
+    "date": _norm_birth_date,
+    "boolean": _norm_boolean,
+    "integer": _norm_integer,
+    "number": _norm_number,
+    "custom_fields": _norm_custom_fields,
+}
+NORMALISER_NAMES = frozenset({*_TEXT_RULES, *_ENUM_WORDS, *_BY_NAME})
+"""Every name a field's spec may give as its normaliser (tests/test_fields.py checks)."""
+
+
+def normaliser_for(spec: FieldSpec) -> _Normaliser:
+    """The normaliser a field's spec names; KeyError for a name leads.py does not know."""
+    name = spec.normaliser_name
+    if name in _TEXT_RULES:
+        return _string_normaliser(spec.max_length, _TEXT_RULES[name])
+    if name in _ENUM_WORDS:
+        words, noun = _ENUM_WORDS[name]
+        return _enum_normaliser(words, noun)
+    return _BY_NAME[name]
+
+
 def _build_normalisers() -> dict[str, _Normaliser]:
-    special: dict[str, Callable[[str], str]] = {"email": _email, "state": _state, "mbiNumber": _mbi}
-    by_kind: dict[str, _Normaliser] = {
-        "phone": _norm_phone_strict,
-        "postal_code": _norm_postal_code,
-        "timezone": _norm_timezone,
-        "date": _norm_birth_date,
-        "boolean": _norm_boolean,
-        "integer": _norm_integer,
-        "number": _norm_number,
-        "custom_fields": _norm_custom_fields,
-    }
-    normalisers: dict[str, _Normaliser] = {}
-    for name, spec in LEAD_FIELDS.items():
-        if spec.kind == "string":
-            normalisers[name] = _string_normaliser(spec.max_length, special.get(name))
-        elif spec.kind == "enum":
-            if name == "gender":
-                normalisers[name] = _enum_normaliser(_GENDER_WORDS, "gender")
-            else:
-                normalisers[name] = _enum_normaliser(_MARITAL_WORDS, "marital status")
-        else:
-            normalisers[name] = by_kind[spec.kind]
-    return normalisers
+    return {name: normaliser_for(spec) for name, spec in LEAD_FIELDS.items()}
 
 
 _NORMALISERS: Mapping[str, Mapping[str, _Normaliser]] = {

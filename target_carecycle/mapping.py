@@ -18,16 +18,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal, InvalidOperation
-from types import MappingProxyType
 from typing import Any
 
-from target_carecycle.leads import (
-    LEAD_FIELDS,
-    MAX_CUSTOM_FIELDS,
-    canonical_text,
-    is_huge,
-    scientific_text,
-)
+from target_carecycle.fields import ALIASES, LEAD_FIELDS, MAX_CUSTOM_FIELDS
+from target_carecycle.leads import canonical_text, is_huge, scientific_text
 
 __all__ = [
     "ALIASES",
@@ -55,51 +49,6 @@ STREAM_SETTING_KEYS = (
 _HASH_HEX_DIGITS = 32
 _PLAN_CACHE_LIMIT = 1024
 _METADATA_PREFIX = "_sdc_"
-
-# Column aliases, in priority order: when two record keys map to the same lead field, an
-# exact lead-field name wins, then the alias listed first here.
-_ALIAS_TABLE: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("phoneNumber", ("phone_number", "phone", "mobile", "mobile_phone", "cell", "cell_phone",
-                     "mobile_number", "cell_number", "telephone", "primary_phone")),
-    ("firstName", ("first_name", "firstname", "fname", "given_name", "first")),
-    ("lastName", ("last_name", "lastname", "lname", "surname", "family_name", "last")),
-    ("email", ("email_address", "e_mail")),
-    ("postalCode", ("postal_code", "zip", "zip_code", "zipcode", "postcode", "zip5")),
-    ("timezone", ("time_zone", "tz")),
-    ("dateOfBirth", ("date_of_birth", "dob", "birth_date", "birthdate", "birthday")),
-    ("gender", ("sex",)),
-    ("maritalStatus", ("marital_status",)),
-    ("address", ("address1", "address_1", "address_line_1", "street", "street_address",
-                 "street1")),
-    ("address2", ("address_2", "address_line_2", "street2", "apt", "suite")),
-    ("state", ("state_code", "province")),
-    ("language", ("preferred_language", "lang")),
-    ("filingStatus", ("filing_status", "tax_filing_status")),
-    ("dependentCount", ("dependent_count", "dependents", "number_of_dependents",
-                        "num_dependents")),
-    ("householdIncome", ("household_income", "annual_income", "income")),
-    ("isDecisionMaker", ("is_decision_maker", "decision_maker")),
-    ("medicaid", ("has_medicaid",)),
-    ("veteran", ("is_veteran",)),
-    ("socialSecurityDisability", ("social_security_disability", "ssdi")),
-    ("doNotCall", ("do_not_call", "dnc")),
-    ("doNotSMS", ("do_not_sms", "do_not_text")),
-    ("doNotEmail", ("do_not_email",)),
-    ("doNotMail", ("do_not_mail",)),
-    ("medicaidNumber", ("medicaid_number", "medicaid_id")),
-    ("vaNumber", ("va_number",)),
-    ("carrierAssignedCustomerId", ("carrier_assigned_customer_id", "carrier_customer_id")),
-    ("healthSherpaCustomerId", ("health_sherpa_customer_id", "healthsherpa_id")),
-    ("mbiNumber", ("mbi_number", "mbi", "medicare_beneficiary_identifier")),
-    ("externalId", ("external_id",)),
-    ("sourceId", ("source_id",)),
-    ("leadCost", ("lead_cost",)),
-)  # fmt: skip
-
-ALIASES: Mapping[str, str] = MappingProxyType(
-    {alias: lead_field for lead_field, aliases in _ALIAS_TABLE for alias in aliases}
-)
-"""Column name -> lead field, in priority order (matched ignoring case, spaces, - and _)."""
 
 _SEPARATORS = re.compile(r"[\s_\-]+")
 _AUTO_FIELDS = tuple(name for name in LEAD_FIELDS if name != "customFields")

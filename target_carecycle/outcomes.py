@@ -3,7 +3,9 @@
 Every record the target receives ends in exactly one outcome, per stream:
 received = succeeded + failed + rejected + merged + skipped + unchanged + unsent (unsent only
 when a run stops early; unchanged: equal to what careCycle last acknowledged, so not sent).
-In a dry run `succeeded` is reported as `would_send`: nothing was sent.
+Each outcome is declared once, in `OUTCOME_REGISTRY`; the counters, the state metrics, the
+summaries, the failure policy's sums, the settled check and the table in docs/outcomes.md
+are derived from it. In a dry run `succeeded` is reported as `would_send`: nothing was sent.
 Logs name a record by stream, position and externalId, never by personal data.
 
 It also holds the failure policy (docs/failure-policy.md): which counts fail a run, and
@@ -21,19 +23,18 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime, timezone
 from typing import IO, Any
 
 from singer_sdk import metrics
 
-from target_carecycle.leads import PERSONAL_FIELDS
+from target_carecycle.fields import PERSONAL_FIELDS
 from target_carecycle.printable import printable
 from target_carecycle.private_files import make_private_folders
 from target_carecycle.serialization import dumps_json
 
-OUTCOMES = ("succeeded", "failed", "rejected", "merged", "skipped", "unchanged", "unsent")
 PROGRESS_INTERVAL_SECONDS = 30.0
 # `max_error_rate` is judged on a stream once this many of its records have an outcome that
 # says something about the data (earlier, a few bad records first would stop a good run);
@@ -45,6 +46,103 @@ WARNINGS_PER_REASON = 5
 MAX_SUPPRESSED_REASON_LINES = 20
 
 logger = logging.getLogger("target-carecycle.outcomes")
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One way a record's story ends, declared once in `OUTCOME_REGISTRY`.
+
+    `name` is the key in the state metrics, the summary event and the `outcome` tag of the
+    `record_count` metric; `label` is its word in the summary lines, `meaning` its row in
+    docs/outcomes.md. The flags say how the failure policy and the settled check count it:
+    `delivered` (careCycle holds the lead after this run), `refused` (failed or rejected:
+    counts against max_record_errors and max_error_rate), `judged` (says whether the data is
+    usable: the error rate's base), `settled` (False: the record was never delivered, so a
+    STATE must not claim it). `dry_run_name` and `dry_run_label` replace the name and label in
+    a dry run (nothing was sent); `shown_when_zero` False keeps a zero out of the summary.
+    """
+
+    name: str
+    label: str
+    meaning: str
+    _: KW_ONLY
+    delivered: bool = False
+    refused: bool = False
+    judged: bool = False
+    settled: bool = True
+    shown_when_zero: bool = True
+    dry_run_name: str | None = None
+    dry_run_label: str | None = None
+
+
+OUTCOME_REGISTRY: tuple[Outcome, ...] = (
+    Outcome(
+        "succeeded",
+        "succeeded",
+        "careCycle accepted the lead (created or updated it)",
+        delivered=True,
+        judged=True,
+        dry_run_name="would_send",
+        dry_run_label="would send",
+    ),
+    Outcome(
+        "failed",
+        "failed",
+        "careCycle refused it: an `errors` item in a 200 answer (matched by `externalId`), or a "
+        "record named in a `VALIDATION_ERROR` answer. In that case exactly those records are "
+        "dropped, reported with careCycle's messages, and the rest of the batch is sent again.",
+        refused=True,
+        judged=True,
+    ),
+    Outcome(
+        "rejected",
+        "rejected",
+        "refused locally, never sent: no valid phone number, or neither a valid ZIP nor a time "
+        "zone (or any bad optional value with `strict: true`, or a record breaking the tap's "
+        "schema with `validate_records: true`)",
+        refused=True,
+        judged=True,
+    ),
+    Outcome(
+        "merged",
+        "merged",
+        "a later record with the same `externalId` replaced it before it was sent (in the same "
+        "batch, another stream, or a sink retired by a schema change): the last version wins",
+    ),
+    Outcome(
+        "skipped",
+        "skipped",
+        "the stream is disabled (`enabled: false`), or a stream map filtered the record out "
+        "(`__filter__`, a stream mapped to `__NULL__`)",
+    ),
+    Outcome(
+        "unchanged",
+        "unchanged",
+        "the lead equals what careCycle last acknowledged for its externalId (the "
+        "[sync store](sync-store.md)): not sent again",
+        delivered=True,
+        judged=True,
+    ),
+    Outcome(
+        "unsent",
+        "not sent (run stopped)",
+        "the run stopped (signal, fatal error, the [failure policy](failure-policy.md)) before "
+        "the lead was delivered",
+        settled=False,
+        shown_when_zero=False,
+    ),
+)
+"""Every outcome, in the order of the state metrics, the summary and docs/outcomes.md."""
+
+OUTCOMES: tuple[str, ...] = tuple(outcome.name for outcome in OUTCOME_REGISTRY)
+"""The outcome names in state order (other modules and branches import this)."""
+
+
+def markdown_table(registry: Iterable[Outcome]) -> str:
+    """The outcome table of docs/outcomes.md (written by scripts/registry_tables.py)."""
+    lines = ["| outcome | meaning |", "|---|---|"]
+    lines.extend(f"| `{outcome.name}` | {outcome.meaning} |" for outcome in registry)
+    return "\n".join(lines) + "\n"
 
 
 class TooManyRecordErrors(Exception):
@@ -73,26 +171,59 @@ class UncountedRecords(metrics.Counter):
         """Emit nothing."""
 
 
+def _flags(outcome: Outcome) -> tuple[str, ...]:
+    """The sums an outcome's records add to (`unsettled`: its `settled` is false)."""
+    flags = {
+        "delivered": outcome.delivered,
+        "refused": outcome.refused,
+        "judged": outcome.judged,
+        "unsettled": not outcome.settled,
+    }
+    return tuple(flag for flag, on in flags.items() if on)
+
+
+_FLAGS = ("delivered", "refused", "judged", "unsettled")
+
+
 @dataclass
 class StreamTally:
-    """Counts for one stream in this run."""
+    """Counts for one stream in this run: records received, and each outcome's count."""
 
+    registry: tuple[Outcome, ...] = OUTCOME_REGISTRY
     received: int = 0
-    succeeded: int = 0
-    failed: int = 0
-    rejected: int = 0
-    merged: int = 0
-    skipped: int = 0
-    unchanged: int = 0
-    unsent: int = 0
+    counts: dict[str, int] = field(init=False)
     omitted: Counter[str] = field(default_factory=Counter)
     reasons: Counter[str] = field(default_factory=Counter)
 
+    def __post_init__(self) -> None:
+        self.counts = dict.fromkeys((outcome.name for outcome in self.registry), 0)
+        # The sums the failure policy reads for every record, kept up to date by `add`:
+        # each outcome adds to the sums of its flags.
+        self._sums = dict.fromkeys(_FLAGS, 0)
+        self._flags_of = {outcome.name: _flags(outcome) for outcome in self.registry}
+        self._with_outcome = 0
+
+    def __getitem__(self, outcome: str) -> int:
+        """The count of one outcome (KeyError for a name not in the registry)."""
+        return self.counts[outcome]
+
+    def add(self, outcome: str, count: int = 1) -> None:
+        """Count `count` more records with `outcome`."""
+        flags = self._flags_of.get(outcome)
+        if flags is None:
+            raise KeyError(f"{outcome!r} is not an outcome of the registry")
+        self.counts[outcome] += count
+        self._with_outcome += count
+        for flag in flags:
+            self._sums[flag] += count
+
     def as_state(self) -> dict[str, int]:
-        """Counts for the state message (never per-record detail)."""
-        counts = {"received": self.received}
-        counts.update({name: getattr(self, name) for name in OUTCOMES})
-        return counts
+        """Counts for the state message (never per-record detail): received, then each outcome."""
+        return {"received": self.received, **self.counts}
+
+    def total(self, flag: str) -> int:
+        """The sum of the outcomes whose `flag` is true: delivered, refused, judged, unsettled."""
+        return self._sums[flag]
 
     @property
     def judged(self) -> int:
@@ -101,18 +232,27 @@ class StreamTally:
         Merged and skipped records are left out: replaced by a newer version, or filtered by
         the user's own settings, they say nothing about the mapping or the data.
         """
-        return self.succeeded + self.unchanged + self.failed + self.rejected
+        return self.total("judged")
 
     @property
     def held(self) -> int:
         """Leads careCycle holds after this run: accepted (dry run: would send) or unchanged."""
-        return self.succeeded + self.unchanged
+        return self.total("delivered")
+
+    @property
+    def refused(self) -> int:
+        """Records that failed or were rejected: what the failure policy counts."""
+        return self.total("refused")
 
     @property
     def pending(self) -> int:
         """Records received that have no outcome yet (in a batch or in flight)."""
-        settled: int = sum(getattr(self, name) for name in OUTCOMES)  # each an int field
-        return self.received - settled
+        return self.received - self._with_outcome
+
+    @property
+    def unsettled(self) -> int:
+        """Records whose outcome says they were never delivered (the run stopped early)."""
+        return self.total("unsettled")
 
 
 class OutputFileError(Exception):
@@ -169,7 +309,10 @@ class RunOutcomes:
         max_error_rate: float = 1.0,
         dry_run: bool = False,
         run_id: str | None = None,
+        registry: tuple[Outcome, ...] = OUTCOME_REGISTRY,
     ) -> None:
+        self.registry = registry
+        self._outcomes = {outcome.name: outcome for outcome in registry}
         self.tallies: dict[str, StreamTally] = {}
         self.dry_run = dry_run
         self.max_record_errors = max_record_errors
@@ -191,14 +334,34 @@ class RunOutcomes:
         self._warned: Counter[tuple[str, str]] = Counter()
         # The outcome accepted leads are counted under in metrics and summaries: a dry run
         # never calls anything `succeeded`.
-        self.sent_outcome = "would_send" if dry_run else "succeeded"
+        self.sent_outcome = self.reported_name("succeeded")
+
+    def reported_name(self, outcome: str) -> str:
+        """The outcome's name in metrics and the summary event (its dry-run name in a dry run)."""
+        spec = self._outcomes[outcome]
+        return (spec.dry_run_name if self.dry_run else None) or spec.name
+
+    def reported_label(self, outcome: str) -> str:
+        """The outcome's word in the summary lines (its dry-run label in a dry run)."""
+        spec = self._outcomes[outcome]
+        return (spec.dry_run_label if self.dry_run else None) or spec.label
 
     def tally(self, stream: str) -> StreamTally:
         """The counts for `stream` (created on first use)."""
         found = self.tallies.get(stream)
         if found is None:
-            found = self.tallies[stream] = StreamTally()
+            found = self.tallies[stream] = StreamTally(self.registry)
         return found
+
+    def record(self, stream: str, outcome: str, count: int = 1) -> None:
+        """`count` records of `stream` ended with `outcome`: counted, and in the metrics.
+
+        The one place an outcome is counted; the named methods below add what their
+        outcome needs besides (a log line, a reject or results file line).
+        """
+        if count:
+            self.tally(stream).add(outcome, count)
+            self._count(stream, self.reported_name(outcome), count)
 
     def received(self, stream: str) -> int:
         """A record arrived on `stream`; return its position in the stream (from 1)."""
@@ -208,19 +371,15 @@ class RunOutcomes:
 
     def skipped(self, stream: str) -> None:
         """A record of a disabled stream was ignored."""
-        self.tally(stream).skipped += 1
-        self._count(stream, "skipped")
+        self.record(stream, "skipped")
 
     def unchanged(self, stream: str, count: int) -> None:
         """Leads equal to what careCycle last acknowledged for their externalIds: not sent."""
-        if count:
-            self.tally(stream).unchanged += count
-            self._count(stream, "unchanged", count)
+        self.record(stream, "unchanged", count)
 
     def merged(self, stream: str, position: int, external_id: str) -> None:
         """An earlier lead with the same externalId in the batch was replaced by a later one."""
-        self.tally(stream).merged += 1
-        self._count(stream, "merged")
+        self.record(stream, "merged")
         logger.info(
             "Merged: stream=%s position=%d externalId=%s (a later record has the same externalId)",
             printable(stream),
@@ -236,14 +395,12 @@ class RunOutcomes:
         self, stream: str, position: int, external_id: str | None, reason: str, record: Any
     ) -> None:
         """A record was refused locally and never sent."""
-        self.tally(stream).rejected += 1
         self._refused("rejected", stream, position, external_id, reason, record)
 
     def failed(
         self, stream: str, position: int, external_id: str | None, reason: str, record: Any
     ) -> None:
         """careCycle refused a lead."""
-        self.tally(stream).failed += 1
         self._refused("failed", stream, position, external_id, reason, record)
 
     def succeeded(
@@ -258,8 +415,7 @@ class RunOutcomes:
         The receipt names the record's position in its stream when known, so every record
         can be matched to exactly one outcome (results file, reject file, merged log line).
         """
-        self.tally(stream).succeeded += 1
-        self._count(stream, self.sent_outcome)
+        self.record(stream, "succeeded")
         if self._results is not None:
             receipt: dict[str, Any] = {
                 "run": self.run_started_at,
@@ -273,9 +429,7 @@ class RunOutcomes:
 
     def unsent(self, stream: str, count: int) -> None:
         """Leads that were never delivered because the run stopped early."""
-        if count:
-            self.tally(stream).unsent += count
-            self._count(stream, "unsent", count)
+        self.record(stream, "unsent", count)
 
     def _refused(
         self,
@@ -286,9 +440,8 @@ class RunOutcomes:
         reason: str,
         record: Any,
     ) -> None:
-        tally = self.tally(stream)
-        tally.reasons[reason] += 1
-        self._count(stream, status)
+        self.record(stream, status)
+        self.tally(stream).reasons[reason] += 1
         self._warned[(status, reason)] += 1
         if self._warned[(status, reason)] <= WARNINGS_PER_REASON:
             logger.warning(
@@ -354,8 +507,8 @@ class RunOutcomes:
         """`; most in stream 'x' (n of m)` when the run has several streams, else ""."""
         if len(self.tallies) < 2:
             return ""
-        stream, tally = max(self.tallies.items(), key=lambda kv: kv[1].failed + kv[1].rejected)
-        return f"; most in stream '{stream}' ({tally.failed + tally.rejected} of {tally.judged})"
+        stream, tally = max(self.tallies.items(), key=lambda kv: kv[1].refused)
+        return f"; most in stream '{stream}' ({tally.refused} of {tally.judged})"
 
     def state_may_pass(self) -> bool:
         """False while the run has failed or rejected records and nothing careCycle holds.
@@ -371,7 +524,7 @@ class RunOutcomes:
         """(failed + rejected, judged, held, pending) over every stream (runs per record)."""
         bad = judged = held = pending = 0
         for tally in self.tallies.values():
-            bad += tally.failed + tally.rejected
+            bad += tally.refused
             judged += tally.judged
             held += tally.held
             pending += tally.pending
@@ -386,7 +539,7 @@ class RunOutcomes:
 
     def all_settled(self) -> bool:
         """True when every record received has an outcome and none went unsent."""
-        return all(t.pending == 0 and t.unsent == 0 for t in self.tallies.values())
+        return all(t.pending == 0 and t.unsettled == 0 for t in self.tallies.values())
 
     def state_metrics(self) -> dict[str, dict[str, int]]:
         """Per-stream counts for this run, for the `target_carecycle` key of each STATE."""
@@ -399,24 +552,24 @@ class RunOutcomes:
             return
         self._last_progress = now
         totals = self.totals()
-        rate = totals.succeeded / max(now - self._started, 1e-9)
+        rate = totals["succeeded"] / max(now - self._started, 1e-9)
         logger.info(
             "Progress: %d leads %s, %d unchanged, %d failed, %d rejected, %.0f leads/s",
-            totals.succeeded,
+            totals["succeeded"],
             "would be sent" if self.dry_run else "sent",
-            totals.unchanged,
-            totals.failed,
-            totals.rejected,
+            totals["unchanged"],
+            totals["failed"],
+            totals["rejected"],
             rate,
         )
 
     def totals(self) -> StreamTally:
         """Counts summed over every stream."""
-        total = StreamTally()
+        total = StreamTally(self.registry)
         for tally in self.tallies.values():
             total.received += tally.received
-            for name in OUTCOMES:
-                setattr(total, name, getattr(total, name) + getattr(tally, name))
+            for name, count in tally.counts.items():
+                total.add(name, count)
             total.omitted.update(tally.omitted)
             total.reasons.update(tally.reasons)
         return total
@@ -424,14 +577,13 @@ class RunOutcomes:
     def summary_lines(self, requests: int = 0, facts: str | None = None) -> list[str]:
         """The end-of-run summary: per stream counts, omitted fields and the top reasons."""
         seconds = time.monotonic() - self._started
-        sent = "would send" if self.dry_run else "succeeded"
         head = "target-carecycle summary" + (" (dry run: nothing was sent)" if self.dry_run else "")
         lines = [f"{head}, {seconds:.1f} s, {requests} upload requests"]
         # Stream names and reasons come from the input: printed escaped, one line each.
         if facts:
             lines.append(f"  {facts}")
         for stream, tally in sorted(self.tallies.items()):
-            lines.append(f"  {printable(stream)}: " + _counts_text(tally, sent))
+            lines.append(f"  {printable(stream)}: " + self._counts_text(tally))
             if tally.omitted:
                 lines.append("    optional values left out of leads that were sent:")
                 lines.extend(
@@ -443,7 +595,7 @@ class RunOutcomes:
                     f"      {n} x {printable(why)}" for why, n in tally.reasons.most_common(5)
                 )
         if len(self.tallies) > 1:
-            lines.append("  all streams: " + _counts_text(self.totals(), sent))
+            lines.append("  all streams: " + self._counts_text(self.totals()))
         return lines
 
     def print_summary(
@@ -500,10 +652,18 @@ class RunOutcomes:
         }
 
     def _reported_counts(self, tally: StreamTally) -> dict[str, int]:
-        return {
-            (self.sent_outcome if name == "succeeded" else name): count
-            for name, count in tally.as_state().items()
-        }
+        counts = {"received": tally.received}
+        counts.update({self.reported_name(name): n for name, n in tally.counts.items()})
+        return counts
+
+    def _counts_text(self, tally: StreamTally) -> str:
+        """`received 5, succeeded 2, failed 0, ...`: every outcome the registry shows."""
+        parts = [f"received {tally.received}"]
+        for outcome in self.registry:
+            count = tally[outcome.name]
+            if count or outcome.shown_when_zero:
+                parts.append(f"{self.reported_label(outcome.name)} {count}")
+        return ", ".join(parts)
 
     def close(self) -> None:
         """Flush metrics and close the files."""
@@ -526,10 +686,12 @@ def _refusal(setting: str, path: str) -> str:
     return f"{setting}: the path is {kind}; give the path of a regular file"
 
 
-def mask_lead(lead: Mapping[str, Any]) -> dict[str, Any]:
+def mask_lead(
+    lead: Mapping[str, Any], personal_fields: Collection[str] = PERSONAL_FIELDS
+) -> dict[str, Any]:
     """A copy of `lead` safe to print: personal values keep only their shape's ends."""
     return {
-        name: _mask(value) if name in PERSONAL_FIELDS else value for name, value in lead.items()
+        name: _mask(value) if name in personal_fields else value for name, value in lead.items()
     }
 
 
@@ -538,12 +700,3 @@ def _mask(value: Any) -> str:
     if len(text) <= 4:
         return "*" * len(text)
     return text[0] + "*" * (len(text) - 3) + text[-2:]
-
-
-def _counts_text(tally: StreamTally, sent_label: str) -> str:
-    text = (
-        f"received {tally.received}, {sent_label} {tally.succeeded}, failed {tally.failed}, "
-        f"rejected {tally.rejected}, merged {tally.merged}, skipped {tally.skipped}, "
-        f"unchanged {tally.unchanged}"
-    )
-    return text + (f", not sent (run stopped) {tally.unsent}" if tally.unsent else "")

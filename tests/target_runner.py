@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from target_carecycle.outcomes import OUTCOMES
 from target_carecycle.sandbox import RunningSandbox
 from target_carecycle.sandbox.server import DEFAULT_API_KEY
 
@@ -38,6 +39,14 @@ class TargetRun:
         assert len(found) == 1, self.stderr[-3000:]
         parsed: dict[str, Any] = json.loads(found[0].split(" | Run summary: ", 1)[1])
         return parsed
+
+
+def state_counts(received: int, **outcomes: int) -> dict[str, int]:
+    """One stream's counts as the state metrics hold them: received, then every outcome of
+    the registry in its order, 0 unless given (so a new outcome needs no test edited)."""
+    unknown = set(outcomes) - set(OUTCOMES)
+    assert not unknown, f"not outcomes of the registry: {sorted(unknown)}"
+    return {"received": received, **{name: outcomes.get(name, 0) for name in OUTCOMES}}
 
 
 def fatal_lines(stderr: str) -> list[str]:

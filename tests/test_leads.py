@@ -11,10 +11,9 @@ from typing import Any
 import phonenumbers
 import pytest
 
-from target_carecycle import leads
+from target_carecycle import fields, leads
 from target_carecycle.leads import (
     LEAD_FIELDS,
-    FieldSpec,
     LeadResult,
     canonical_text,
     normalise_lead,
@@ -44,50 +43,53 @@ def left_out(field: str, value: Any, reason: str) -> None:
     assert omitted == reason
 
 
-# --------------------------------------------------------------------------- contract table
+# --------------------------------------------------------------------------- the registry's rules
+# The field list, kinds and limits are the registry's (target_carecycle/fields.py), checked
+# against the contract in tests/test_fields.py; here normalise_lead is held to them.
 
-CONTRACT_FIELDS = {
-    "phoneNumber": ("phone", None),
-    "postalCode": ("postal_code", None),
-    "timezone": ("timezone", None),
-    **{
-        name: ("string", 255)
-        for name in ("firstName", "lastName", "email", "city", "county", "address", "address2")
-    },
-    **{name: ("string", 50) for name in ("state", "language", "filingStatus")},
-    "dateOfBirth": ("date", None),
-    "gender": ("enum", None),
-    "maritalStatus": ("enum", None),
-    "dependentCount": ("integer", None),
-    "householdIncome": ("integer", None),
-    **{name: ("boolean", None) for name in leads.BOOLEAN_FIELDS},
-    **{
-        name: ("string", 255)
-        for name in (
-            "medicaidNumber",
-            "vaNumber",
-            "carrierAssignedCustomerId",
-            "healthSherpaCustomerId",
-            "mbiNumber",
-            "externalId",
-        )
-    },
-    "sourceId": ("string", None),
-    "leadCost": ("number", None),
-    "customFields": ("custom_fields", None),
+SAMPLE_BY_KIND: dict[str, Any] = {
+    "phone": "3128471928",
+    "postal_code": "60614",
+    "timezone": "america/chicago",
+    "date": "1950-03-07",
+    "integer": "55,000",
+    "number": "$12.50",
+    "boolean": "yes",
+    "string": "  text  ",
+    "custom_fields": {"plan": "gold"},
 }
 
 
-def test_lead_fields_cover_the_contract_table():
-    assert set(LEAD_FIELDS) == set(CONTRACT_FIELDS)
-    for name, (kind, limit) in CONTRACT_FIELDS.items():
-        assert LEAD_FIELDS[name].kind == kind, name
-        assert LEAD_FIELDS[name].max_length == limit, name
-    assert LEAD_FIELDS["gender"].choices == leads.GENDERS
-    assert LEAD_FIELDS["maritalStatus"].choices == leads.MARITAL_STATUSES
-    assert isinstance(LEAD_FIELDS["phoneNumber"], FieldSpec)
-    with pytest.raises(TypeError):
-        LEAD_FIELDS["x"] = FieldSpec("string")  # type: ignore[index]
+@pytest.mark.parametrize("name", list(LEAD_FIELDS))
+def test_every_registry_field_is_normalised_and_sent(name):
+    spec = LEAD_FIELDS[name]
+    value = spec.choices[0].upper() if spec.kind == "enum" else SAMPLE_BY_KIND[spec.kind]
+    if name == "email":
+        value = "Ann@Example.com"
+    result = normalise_lead({"phoneNumber": "+13128471928", "timezone": "EST", name: value})
+    assert result.lead is not None and result.omitted == {}, name
+    assert result.lead[name] not in (None, ""), name
+
+
+@pytest.mark.parametrize(
+    "name", [name for name, spec in LEAD_FIELDS.items() if spec.max_length is not None]
+)
+def test_every_registry_length_limit_is_enforced_never_truncated(name):
+    limit = LEAD_FIELDS[name].max_length
+    assert limit is not None
+
+    def text(length: int) -> str:
+        return "a" * (length - 6) + "@b.com" if name == "email" else "A" * length
+
+    assert one(name, text(limit))[1] is None
+    assert one(name, text(limit + 1)) == (None, f"longer than {limit} characters")
+
+
+def test_the_registry_names_are_what_leads_exports():
+    assert leads.LEAD_FIELDS is fields.LEAD_FIELDS
+    assert leads.BOOLEAN_FIELDS == fields.BOOLEAN_FIELDS
+    assert (leads.GENDERS, leads.MARITAL_STATUSES) == (fields.GENDERS, fields.MARITAL_STATUSES)
+    assert leads.FieldSpec is fields.FieldSpec
 
 
 # --------------------------------------------------------------------------- phone

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from target_carecycle.leads import LEAD_FIELDS, normalise_lead
+from target_carecycle.fields import LEAD_FIELDS
+from target_carecycle.leads import normalise_lead
 from target_carecycle.mapping import (
     ALIASES,
     MappingConfigError,

@@ -5,12 +5,29 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
+import re
 import stat
+from collections.abc import Callable
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
+from target_runner import state_counts
 
-from target_carecycle.outcomes import OutputFileError, RunOutcomes, TooManyRecordErrors, mask_lead
+from target_carecycle.outcomes import (
+    OUTCOME_REGISTRY,
+    OUTCOMES,
+    Outcome,
+    OutputFileError,
+    RunOutcomes,
+    StreamTally,
+    TooManyRecordErrors,
+    markdown_table,
+    mask_lead,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_every_record_has_exactly_one_outcome_in_state_metrics():
@@ -25,16 +42,8 @@ def test_every_record_has_exactly_one_outcome_in_state_metrics():
     run.skipped("s")
     run.unchanged("s", 2)
     counts = run.state_metrics()["s"]
-    assert counts == {
-        "received": 8,
-        "succeeded": 2,
-        "failed": 1,
-        "rejected": 1,
-        "merged": 1,
-        "skipped": 1,
-        "unchanged": 2,
-        "unsent": 0,
-    }
+    expected = state_counts(8, succeeded=2, failed=1, rejected=1, merged=1, skipped=1, unchanged=2)
+    assert list(counts.items()) == list(expected.items())  # the registry's order, too
     assert run.all_settled()
     run.received("s")
     assert not run.all_settled()
@@ -162,3 +171,129 @@ def test_output_files_get_their_folders_and_unwritable_ones_name_the_setting(tmp
     blocker.write_text("")
     with pytest.raises(OutputFileError, match=r"^results_file: cannot write"):
         RunOutcomes(results_file=str(blocker / "results.jsonl"))
+
+
+# --------------------------------------------------------------------------- the outcome registry
+
+
+def test_every_list_of_outcomes_is_the_registry_s():
+    assert tuple(outcome.name for outcome in OUTCOME_REGISTRY) == OUTCOMES
+    assert list(StreamTally().as_state()) == ["received", *OUTCOMES]
+    assert list(RunOutcomes().summary_event()["totals"]) == ["received", *OUTCOMES]
+
+    def named(flag: str) -> set[str]:
+        return {outcome.name for outcome in OUTCOME_REGISTRY if getattr(outcome, flag)}
+
+    # What the failure policy and the settled check count (docs/failure-policy.md).
+    assert named("delivered") == {"succeeded", "unchanged"}
+    assert named("refused") == {"failed", "rejected"}
+    assert named("judged") == {"succeeded", "unchanged", "failed", "rejected"}
+    assert {o.name for o in OUTCOME_REGISTRY if not o.settled} == {"unsent"}
+
+
+def test_the_summary_words_are_the_registry_s_and_unchanged_from_before():
+    run = RunOutcomes()
+    for _ in range(6):
+        run.received("s")
+    run.succeeded("s", "s:1", None)
+    run.succeeded("s", "s:2", None)
+    run.rejected("s", 3, "s:3", "phoneNumber: missing", {})
+    run.merged("s", 4, "s:1")
+    line = "  s: received 6, succeeded 2, failed 0, rejected 1, merged 1, skipped 0, unchanged 0"
+    assert run.summary_lines()[1] == line
+    run.unsent("s", 2)
+    assert run.summary_lines()[1] == line + ", not sent (run stopped) 2"
+    assert run.summary_event()["streams"]["s"] == state_counts(
+        6, succeeded=2, rejected=1, merged=1, unsent=2
+    )
+
+    dry = RunOutcomes(dry_run=True)
+    dry.received("s")
+    dry.succeeded("s", "s:1", None)
+    assert dry.summary_lines()[1].startswith("  s: received 1, would send 1, failed 0")
+    assert dry.summary_event()["streams"]["s"]["would_send"] == 1
+    assert "succeeded" not in dry.summary_event()["streams"]["s"]
+    assert dry.state_metrics()["s"]["succeeded"] == 1  # the state's key keeps its name
+
+
+def test_the_docs_outcome_table_is_the_registry_s():
+    page = (ROOT / "docs" / "outcomes.md").read_text(encoding="utf-8")
+    assert markdown_table(OUTCOME_REGISTRY) in page
+    formula = re.search(r"`received = ([^`]+)`", page)
+    assert formula is not None
+    assert re.findall(r"[a-z_]+", formula.group(1))[: len(OUTCOMES)] == list(OUTCOMES)
+    listed = re.search(r'"target_carecycle": \{"<stream>": \{(.*?)\}\}', page, re.DOTALL)
+    assert listed is not None
+    assert re.findall(r'"(\w+)": n', listed.group(1)) == ["received", *OUTCOMES]
+
+
+def test_recording_an_outcome_the_registry_lacks_is_refused():
+    run = RunOutcomes()
+    with pytest.raises(KeyError, match="'parked' is not an outcome"):
+        run.record("s", "parked")
+
+
+QUARANTINED = Outcome(
+    "quarantined",
+    "quarantined",
+    "held back for review: sent by a later run once released",
+    refused=True,
+    judged=True,
+)
+PARKED = Outcome("parked", "parked (run stopped)", "parked", settled=False, shown_when_zero=False)
+
+
+def test_a_new_outcome_is_one_registry_entry(caplog):
+    """Redo issue 18's change: one more Outcome, and every derived list picks it up."""
+    registry = (*OUTCOME_REGISTRY, QUARANTINED, PARKED)
+    run = RunOutcomes(registry=registry, max_record_errors=1)
+    for _ in range(4):
+        run.received("s")
+    run.succeeded("s", "s:1", None)
+    assert not run.all_settled()  # three records have no outcome yet
+    run.record("s", "quarantined", 2)
+    run.record("s", "parked", 0)
+    run.record("s", "parked", 1)
+
+    state = run.state_metrics()["s"]
+    assert list(state) == ["received", *OUTCOMES, "quarantined", "parked"]
+    assert (state["quarantined"], state["parked"], run.tally("s").pending) == (2, 1, 0)
+    assert not run.all_settled()  # parked is not settled: no STATE may claim it
+
+    summary = run.summary_lines()[1]
+    assert summary.endswith("unchanged 0, quarantined 2, parked (run stopped) 1")
+    assert run.summary_event()["totals"]["quarantined"] == 2
+
+    with pytest.raises(TooManyRecordErrors, match="2 records failed or were rejected"):
+        run.check_error_limit()  # refused: counted by the failure policy
+
+    with caplog.at_level(logging.INFO):
+        run.close()
+    points = [
+        json.loads(r.getMessage().split("METRIC: ", 1)[1])
+        for r in caplog.records
+        if "METRIC: " in r.getMessage()
+    ]
+    counted = {p["tags"]["outcome"]: p["value"] for p in points if p["metric"] == "record_count"}
+    assert counted == {"succeeded": 1, "quarantined": 2, "parked": 1}
+
+    table = markdown_table(registry)
+    assert "| `quarantined` | held back for review: sent by a later run once released |" in table
+    assert "quarantined" not in markdown_table(OUTCOME_REGISTRY)
+
+
+def test_the_running_sums_equal_the_registry_s_flags_over_the_counts():
+    rng = random.Random(18)
+    tally = StreamTally()
+    for _ in range(500):
+        tally.received += 1
+        tally.add(rng.choice(OUTCOMES), rng.randint(0, 3))
+
+    def summed(selected: Callable[[Outcome], bool]) -> int:
+        return sum(tally[o.name] for o in OUTCOME_REGISTRY if selected(o))
+
+    assert tally.held == summed(lambda o: o.delivered)
+    assert tally.refused == summed(lambda o: o.refused)
+    assert tally.judged == summed(lambda o: o.judged)
+    assert tally.unsettled == summed(lambda o: not o.settled)
+    assert tally.pending == tally.received - sum(tally.counts.values())

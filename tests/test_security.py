@@ -35,7 +35,7 @@ from target_carecycle.client import (
     LeadUploadClient,
     Scrubber,
 )
-from target_carecycle.leads import PERSONAL_FIELDS
+from target_carecycle.fields import PERSONAL_FIELDS
 from target_carecycle.outcomes import OutputFileError, RunOutcomes
 from target_carecycle.sandbox.samples import api_leads, singer_lines
 

@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-# A deliberate copy of the contract's limits and enums (also in target_carecycle/leads.py and
-# client.py): the sandbox checks the target independently, so it must not import the target's
-# own reading of the contract, or a mistake there would confirm itself. Change both from
-# docs/carecycle-api.md, never one from the other.
+# A deliberate copy of the contract's fields, limits and enums (the target's reading is the
+# field registry, target_carecycle/fields.py): the sandbox checks the target independently, so
+# it must not import the target's own reading of the contract, or a mistake there would confirm
+# itself. Change both from docs/carecycle-api.md, never one from the other; tests/test_fields.py
+# fails while this copy and the registry disagree.
 MIN_RECORDS = 1
 MAX_RECORDS = 200
 MAX_CUSTOM_FIELDS = 50
