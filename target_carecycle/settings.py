@@ -19,10 +19,7 @@ from jsonschema import Draft7Validator
 from jsonschema.exceptions import ValidationError
 from singer_sdk import typing as th
 
-# No public SDK function loads the .env file and parses string settings the way the SDK does;
-# this one is what PluginBase._env_var_config calls. Remove with the `_env_var_config` override.
-from singer_sdk.configuration._dict_config import parse_environment_config
-
+from target_carecycle import sdk_shims
 from target_carecycle.client import (
     DEFAULT_MAX_CONCURRENT_REQUESTS,
     DEFAULT_MAX_RETRIES,
@@ -381,7 +378,7 @@ def read_env_settings(
     `--config ENV`, as the SDK does).
     """
     if load_dotenv:
-        parse_environment_config({"properties": {}}, prefix)  # loads .env, reads nothing
+        sdk_shims.load_dotenv(prefix)
     environ = os.environ if environ is None else environ
     properties: Mapping[str, Any] = schema.get("properties", {})
     found: dict[str, Any] = {}
