@@ -291,6 +291,20 @@ class RunSettings:
     key_fingerprint: str | None = None
     api_url: str = DEFAULT_API_URL
     per_stream_source_ids: bool = False
+    # `--check` reaches careCycle also with a dry-run config (which builds no `client`); the
+    # key is kept out of repr().
+    api_key: str | None = field(default=None, repr=False)
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT
+    # Outcomes: the reject and results files, and the failure policy (docs/failure-policy.md).
+    reject_file: str | None = None
+    results_file: str | None = None
+    max_record_errors: int | None = None
+    max_error_rate: float = DEFAULT_MAX_ERROR_RATE
+    # The SDK's built-in settings the target reads too: `batch_size_rows` as given (a warning
+    # when above careCycle's 200), `validate_records`, `stream_maps` (to name a failing map).
+    batch_size_requested: int | None = None
+    validate_records: bool = False
+    stream_maps: Mapping[str, Any] | None = None
 
     @property
     def uses_sync_store(self) -> bool:
@@ -352,7 +366,28 @@ class RunSettings:
             key_fingerprint=key_fingerprint(config.get("api_key")),
             api_url=config.get("api_url") or DEFAULT_API_URL,
             per_stream_source_ids=_streams_name_a_source(config.get("streams")),
+            api_key=config.get("api_key") or None,
+            request_timeout=float(
+                DEFAULT_REQUEST_TIMEOUT
+                if config.get("request_timeout") is None
+                else config["request_timeout"]
+            ),
+            reject_file=config.get("reject_file"),
+            results_file=config.get("results_file"),
+            max_record_errors=config.get("max_record_errors"),
+            max_error_rate=(
+                DEFAULT_MAX_ERROR_RATE
+                if config.get("max_error_rate") is None
+                else config["max_error_rate"]
+            ),
+            batch_size_requested=_int_or_none(config.get("batch_size_rows")),
+            validate_records=config.get("validate_records") is True,
+            stream_maps=config.get("stream_maps"),
         )
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 @dataclass(frozen=True)

@@ -156,7 +156,7 @@ class CareCycleSink(ShimmedBatchSink):
 
     def get_validator(self) -> BaseJSONSchemaValidator | None:
         """Schema checks are opt-in (`validate_records`); lead validation always runs."""
-        if not self.config.get("validate_records", False):
+        if not self._run.settings.validate_records:
             return None
         return SchemaCheck(self.stream_name, self.schema)  # type: ignore[return-value]
 

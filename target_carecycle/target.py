@@ -32,7 +32,6 @@ from target_carecycle.sdk_shims import ShimmedTarget
 from target_carecycle.setting_sources import ResolvedSettings, provenance_line, resolve_settings
 from target_carecycle.settings import (
     CONFIG_SCHEMA,
-    DEFAULT_MAX_ERROR_RATE,
     RunSettings,
     check_config,
 )
@@ -100,14 +99,14 @@ class TargetCareCycle(ShimmedTarget):
         self.max_parallelism = 1  # one thread hands batches to the dispatcher, which overlaps them
         self.settings = RunSettings.from_config(self.config, self._resolved.sources)
         self.logger.info("%s", provenance_line(self._resolved.sources))
-        max_error_rate = self.config.get("max_error_rate")
+        settings = self.settings
         self.outcomes = RunOutcomes(
             # --check creates no file: it only reads the settings.
-            reject_file=None if check_only else self.config.get("reject_file"),
-            results_file=None if check_only else self.config.get("results_file"),
-            max_record_errors=self.config.get("max_record_errors"),
-            max_error_rate=DEFAULT_MAX_ERROR_RATE if max_error_rate is None else max_error_rate,
-            dry_run=self.settings.dry_run,
+            reject_file=None if check_only else settings.reject_file,
+            results_file=None if check_only else settings.results_file,
+            max_record_errors=settings.max_record_errors,
+            max_error_rate=settings.max_error_rate,
+            dry_run=settings.dry_run,
             run_id=os.environ.get("MELTANO_RUN_ID"),
         )
         # What the sinks share with the target: each sink receives it (sinks.py never
@@ -120,8 +119,8 @@ class TargetCareCycle(ShimmedTarget):
         self._warn_about_batch_size()
 
     def _warn_about_batch_size(self) -> None:
-        requested = self.config.get("batch_size_rows")
-        if isinstance(requested, int) and requested > MAX_BATCH_SIZE:
+        requested = self.settings.batch_size_requested
+        if requested is not None and requested > MAX_BATCH_SIZE:
             self.logger.warning(
                 "batch_size_rows=%d is above careCycle's limit: batches hold %d leads",
                 requested,
@@ -161,7 +160,7 @@ class TargetCareCycle(ShimmedTarget):
             self.register_stream(message_dict)
         except MappingError as exc:
             stream = message_dict.get("stream")
-            failure = stream_map_failure(stream, exc, self.config.get("stream_maps"))
+            failure = stream_map_failure(stream, exc, self.settings.stream_maps)
             raise (failure or exc) from exc
         stream = message_dict["stream"]
         self._lean_sinks.pop(stream, None)
@@ -212,7 +211,7 @@ class TargetCareCycle(ShimmedTarget):
             except RunInterrupted:
                 raise  # a stop signal, wherever it landed (even inside an expression)
             except Exception as exc:
-                failure = stream_map_failure(stream, exc, self.config.get("stream_maps"))
+                failure = stream_map_failure(stream, exc, self.settings.stream_maps)
                 if failure is None:
                     raise
                 raise failure from exc
@@ -681,8 +680,7 @@ class TargetCareCycle(ShimmedTarget):
             log_fatal(f"invalid config: {exc}")
             sys.exit(1)
         if check:
-            timeout = target.config.get("request_timeout")
-            sys.exit(run_check(target.settings, target.config.get("api_key"), timeout))
+            sys.exit(run_check(target.settings))
         sys.exit(target.run(file_input))
 
 

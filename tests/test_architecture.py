@@ -295,3 +295,45 @@ def test_a_private_use_outside_the_shims_is_found(source: str, expected: str) ->
     ]
     found = private_sdk_uses(tree, {c.__name__: c for c in classes}, own=set())
     assert any(expected in line for line in found), found
+
+
+# Every setting through RunSettings
+
+# Where the config is read: settings.py (schema, checks, RunSettings) and setting_sources.py
+# (file and environment, resolved before the SDK sees them).
+CONFIG_READERS = {"settings", "setting_sources"}
+
+
+def config_reads(tree: ast.Module) -> list[str]:
+    """`x.config` reads, except handing the config to `RunSettings.from_config` and the CLI's
+    `--config` object (`config.config`) to the constructor."""
+    allowed: set[int] = set()
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "from_config"
+        ):
+            allowed |= {id(arg) for arg in node.args}
+        if isinstance(node, ast.keyword) and node.arg == "config":
+            allowed.add(id(node.value))  # passed on whole: to the SDK's constructor
+            if isinstance(node.value, ast.IfExp):
+                allowed.add(id(node.value.body))
+    return [
+        f"line {node.lineno}: {ast.unparse(node)}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute) and node.attr == "config" and id(node) not in allowed
+    ]
+
+
+def test_settings_are_read_only_through_run_settings() -> None:
+    """Outside settings.py and setting_sources.py no module reads a setting from the config:
+    target.py builds RunSettings from it, and everything else reads RunSettings."""
+    found = {
+        name: reads
+        for name, tree in modules().items()
+        if name not in CONFIG_READERS and (reads := config_reads(tree))
+    }
+    assert found == {}
+    probe = ast.parse("def f(self):\n    return self.config.get('reject_file')")
+    assert config_reads(probe) == ["line 2: self.config"]
