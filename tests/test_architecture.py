@@ -337,3 +337,12 @@ def test_settings_are_read_only_through_run_settings() -> None:
     assert found == {}
     probe = ast.parse("def f(self):\n    return self.config.get('reject_file')")
     assert config_reads(probe) == ["line 2: self.config"]
+
+
+def test_the_package_never_imports_the_sandbox() -> None:
+    """The sandbox is the local careCycle: the target code must never depend on it."""
+    found = {
+        name: [i for i in imported_modules(tree) if i.startswith("target_carecycle.sandbox")]
+        for name, tree in modules().items()
+    }
+    assert {name: imports for name, imports in found.items() if imports} == {}
