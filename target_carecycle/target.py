@@ -1,6 +1,8 @@
 """TargetCareCycle: the run lifecycle (records, delivery, state, summary, stop signals).
 
-Settings (schema, checks, RunSettings) live in `settings.py`.
+Settings (schema, checks, RunSettings) live in `settings.py`; what the sinks share with the
+target in `run_context.py`; the SDK's private steps, as public-named hooks (`on_record_message`,
+`on_state_ready`, `on_stop_signal`, ...), in `sdk_shims.py`.
 """
 
 from __future__ import annotations
