@@ -602,22 +602,22 @@ class LeadUploadClient:
         """
         result = BatchResult()
         scrub = Scrubber(self.settings.api_key, leads)
-        pending = list(range(len(leads)))
+        in_body = list(range(len(leads)))
         sent = record if record is not None else SendRecord()
-        while pending:
-            body = [leads[i] for i in pending]
+        while in_body:
+            body = [leads[i] for i in in_body]
             answer = self._send_with_retries(body, scrub, sent)
             result.requests += 1
             if answer.get("code") == "VALIDATION_ERROR":
                 bad = _validation_failures(answer, body, scrub)
                 if not bad:
                     reason = "careCycle VALIDATION_ERROR without record positions"
-                    result.failures.update(dict.fromkeys(pending, reason))
+                    result.failures.update(dict.fromkeys(in_body, reason))
                     return result
-                result.failures.update({pending[pos]: why for pos, why in bad.items()})
-                pending = [p for pos, p in enumerate(pending) if pos not in bad]
+                result.failures.update({in_body[pos]: why for pos, why in bad.items()})
+                in_body = [p for pos, p in enumerate(in_body) if pos not in bad]
                 continue
-            _read_success(answer, body, pending, result, scrub)
+            _read_success(answer, body, in_body, result, scrub)
             self._warn_about_unusable_ids(result)
             return result
         return result
@@ -948,11 +948,14 @@ def _validation_failures(
 def _read_success(
     answer: Mapping[str, Any],
     body: list[Mapping[str, Any]],
-    pending: list[int],
+    in_body: list[int],
     result: BatchResult,
     scrub: Scrubber,
 ) -> None:
-    """Record a 200: `errors` items (matched by externalId) failed, every other lead succeeded."""
+    """Record a 200: `errors` items (matched by externalId) failed, every other lead succeeded.
+
+    `in_body[pos]` is the batch index of the lead at position `pos` of the request body.
+    """
     position_by_id = {lead.get("externalId"): pos for pos, lead in enumerate(body)}
     unmatched = 0
     for error in _dicts(answer.get("errors")):
@@ -961,9 +964,9 @@ def _read_success(
             unmatched += 1
             continue
         text = scrub(error.get("error") or "refused")
-        result.failures[pending[pos]] = f"careCycle: {text}"
+        result.failures[in_body[pos]] = f"careCycle: {text}"
     failed = answer.get("failed")
-    matched = sum(1 for pos in range(len(body)) if pending[pos] in result.failures)
+    matched = sum(1 for pos in range(len(body)) if in_body[pos] in result.failures)
     if isinstance(failed, int) and not isinstance(failed, bool) and failed > matched:
         unmatched = max(unmatched, failed - matched)
     if unmatched:
@@ -974,7 +977,7 @@ def _read_success(
         )
     ids = {item.get("externalId"): item.get("id") for item in _dicts(answer.get("results"))}
     for pos, lead in enumerate(body):
-        index = pending[pos]
+        index = in_body[pos]
         if index not in result.failures:
             found = ids.get(lead.get("externalId"))
             result.ids[index] = usable_id(found, scrub, lead)
@@ -1051,7 +1054,7 @@ class UploadDispatcher:
 
     Results are handed back on the caller's thread (`make_room`, `wait_all`, `settle`), so
     outcome bookkeeping needs no locks. Ordering: batches are handed over in input order for
-    every externalId (the sinks see to that, see `sinks.PendingLeads`), and a batch sharing
+    every externalId (the sinks see to that, see `run_context.LeadsWaiting`), and a batch sharing
     an externalId with an earlier one never starts before that one is finished, so the newer
     version of a lead always lands last. Batches that share no externalId overlap freely.
 

@@ -10,21 +10,15 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Mapping
-from types import TracebackType
 from typing import Any
 
 from singer_sdk.logging import ConsoleFormatter
 
 from target_carecycle.printable import escape_log_handlers, printable
+from target_carecycle.sdk_shims import failing_map_expression
 from target_carecycle.singer_input import safe_name
 
 LOGGER_NAME = "target-carecycle"
-# The SDK evaluates each stream-map expression in this function of this module; its frame
-# holds the expression (from the config) and the property it computes. Pinned in
-# tests/test_sdk_contract.py.
-_SDK_MAPPER_MODULE = "singer_sdk.mapper"
-_SDK_EVAL_FUNCTION = "_eval"
-FILTER_PROPERTY = "__filter__"
 
 logger = logging.getLogger(LOGGER_NAME)
 
@@ -66,7 +60,7 @@ def stream_map_failure(
     it, which holds the same text), never from the record; the kind of error is its class
     name, never its message (which may quote a value).
     """
-    found = _failing_expression(error)
+    found = failing_map_expression(error)
     if found is None and not _is_mapping_error(error):
         return None  # not an expression's failure (say, a sink's): not ours to name
     config = stream_maps.get(stream) if isinstance(stream_maps, Mapping) else None
@@ -99,27 +93,3 @@ def _is_mapping_error(error: BaseException) -> bool:
     from singer_sdk.exceptions import MappingError
 
     return isinstance(error, MappingError)
-
-
-def _failing_expression(error: BaseException) -> tuple[str, str] | None:
-    """(property, expression) from the SDK's expression-evaluating frame, if it failed there."""
-    for frame_locals in _sdk_eval_frames(error.__traceback__):
-        expression = frame_locals.get("expr")
-        prop = frame_locals.get("property_name")
-        # The module's simpleeval subclass has an `_eval(node)` too: no `property_name`.
-        if isinstance(expression, str) and "property_name" in frame_locals:
-            return (prop if isinstance(prop, str) else FILTER_PROPERTY), expression
-    return None
-
-
-def _sdk_eval_frames(tb: TracebackType | None) -> list[Mapping[str, Any]]:
-    found: list[Mapping[str, Any]] = []
-    while tb is not None:
-        frame = tb.tb_frame
-        if (
-            frame.f_code.co_name == _SDK_EVAL_FUNCTION
-            and frame.f_globals.get("__name__") == _SDK_MAPPER_MODULE
-        ):
-            found.append(frame.f_locals)
-        tb = tb.tb_next
-    return found

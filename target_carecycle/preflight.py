@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from typing import Any
 
-from target_carecycle.client import DEFAULT_REQUEST_TIMEOUT, ClientSettings, check_connection
+from target_carecycle.client import ClientSettings, check_connection
 from target_carecycle.fatal import log_fatal
 from target_carecycle.settings import RunSettings
 
@@ -21,13 +20,14 @@ logger = logging.getLogger("target-carecycle")
 NOT_CHECKED = "not checked: that source_id exists in careCycle, the key's per-minute budget"
 
 
-def run_check(settings: RunSettings, api_key: str | None, request_timeout: Any = None) -> int:
+def run_check(settings: RunSettings) -> int:
     """Check what a run would need; log one line; return 0 when the key is accepted.
 
     A dry-run config without a key is checked up to TLS and passes saying the key was not
     checked (a dry run sends nothing, so it needs none).
     """
-    client = _client_settings(settings, api_key, request_timeout)
+    api_key = settings.api_key
+    client = _client_settings(settings)
     mode = "dry run, nothing would be sent" if settings.dry_run else "LIVE"
     if not api_key:
         answer = check_connection(client, with_key=False)
@@ -58,11 +58,12 @@ def run_check(settings: RunSettings, api_key: str | None, request_timeout: Any =
     return 0
 
 
-def _client_settings(
-    settings: RunSettings, api_key: str | None, request_timeout: Any
-) -> ClientSettings:
+def _client_settings(settings: RunSettings) -> ClientSettings:
     """How to reach careCycle, also for a dry-run config (which builds no client to send)."""
     if settings.client is not None:
         return replace(settings.client, max_retries=0)
-    timeout = float(request_timeout) if request_timeout is not None else DEFAULT_REQUEST_TIMEOUT
-    return ClientSettings(api_url=settings.api_url, api_key=api_key or "", request_timeout=timeout)
+    return ClientSettings(
+        api_url=settings.api_url,
+        api_key=settings.api_key or "",
+        request_timeout=settings.request_timeout,
+    )

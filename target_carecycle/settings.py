@@ -19,10 +19,7 @@ from jsonschema import Draft7Validator
 from jsonschema.exceptions import ValidationError
 from singer_sdk import typing as th
 
-# No public SDK function loads the .env file and parses string settings the way the SDK does;
-# this one is what PluginBase._env_var_config calls. Remove with the `_env_var_config` override.
-from singer_sdk.configuration._dict_config import parse_environment_config
-
+from target_carecycle import sdk_shims
 from target_carecycle.client import (
     DEFAULT_MAX_CONCURRENT_REQUESTS,
     DEFAULT_MAX_RETRIES,
@@ -65,8 +62,8 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
     th.Property(
         "api_key",
         th.StringType,
+        title="API Key",
         secret=True,
-        title="API key",
         description=(
             "careCycle API key (starts with `cc_`; x-api-key header). Required unless "
             f"`dry_run`. Never printed or written anywhere. Also read from `{API_KEY_ENV}`; "
@@ -77,8 +74,8 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
     th.Property(
         "api_url",
         th.StringType,
+        title="API URL",
         default=DEFAULT_API_URL,
-        title="API base URL",
         description=(
             "Base URL of the careCycle API. Must be https; plain http is accepted only "
             "when the host is exactly `localhost` or a loopback IP such as 127.0.0.1 "
@@ -88,6 +85,7 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
     th.Property(
         "source_id",
         th.StringType(min_length=1, pattern=r"\S"),
+        title="Source ID",
         description=(
             "Default `sourceId` for every lead, not empty (a stream or record may override)."
         ),
@@ -95,6 +93,7 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
     th.Property(
         "lead_cost",
         th.NumberType(minimum=0),
+        title="Lead Cost",
         description=(
             "Default `leadCost` for every lead, 0 or more (a stream or record may override)."
         ),
@@ -102,6 +101,7 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
     th.Property(
         "streams",
         th.ObjectType(additional_properties=True),
+        title="Stream Mappings",
         description=(
             "Per-stream mapping, keyed by stream name or `*`: `fields` {leadField: "
             "'dotted.path'}, `custom_fields` {fieldKey: 'dotted.path'}, `source_id`, "
@@ -111,6 +111,7 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
     th.Property(
         "phone_validation",
         th.StringType,
+        title="Phone Validation",
         default="strict",
         allowed_values=["strict", "format"],
         description=(
@@ -121,6 +122,7 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
     th.Property(
         "strict",
         th.BooleanType,
+        title="Strict Normalisation",
         default=False,
         description=(
             "Reject a record when any optional value cannot be normalised, instead of "
@@ -130,6 +132,7 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
     th.Property(
         "dry_run",
         th.BooleanType,
+        title="Dry Run",
         default=False,
         description=(
             "Map and validate every record, write the reject file, send nothing. True in a "
@@ -140,6 +143,7 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
     th.Property(
         "reject_file",
         th.StringType,
+        title="Reject File",
         description=(
             "Path of a JSONL file (mode 0600, appended to; never opened through a "
             "symlink; folders it needs are created 0700) with one line per failed or "
@@ -150,6 +154,7 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
     th.Property(
         "results_file",
         th.StringType,
+        title="Results File",
         description=(
             "Path of a JSONL receipt (mode 0600, never opened through a symlink): "
             "careCycle's `id` for each uploaded externalId. `{run_id}` and `{started_at}` "
@@ -159,6 +164,7 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
     th.Property(
         "max_record_errors",
         th.IntegerType(minimum=0),
+        title="Max Record Errors",
         description=(
             "Stop the run (exit 1) once more than this many records failed or were "
             "rejected (0 or more). Default: no limit."
@@ -167,6 +173,7 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
     th.Property(
         "max_error_rate",
         th.NumberType(minimum=0, maximum=1),
+        title="Max Error Rate",
         default=DEFAULT_MAX_ERROR_RATE,
         description=(
             "Fail the run (exit 1, no further STATE) once more than this fraction (0 to 1) "
@@ -177,6 +184,7 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
     th.Property(
         "request_timeout",
         th.NumberType(exclusive_minimum=0, maximum=MAX_REQUEST_TIMEOUT),
+        title="Request Timeout (s)",
         default=DEFAULT_REQUEST_TIMEOUT,
         description=(
             "Seconds to wait for careCycle to answer one request (more than 0, at most 3600)."
@@ -185,6 +193,7 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
     th.Property(
         "max_retries",
         th.IntegerType(minimum=0),
+        title="Max Retries",
         default=DEFAULT_MAX_RETRIES,
         description=(
             "Retries of a batch after a 5xx, timeout or dropped connection (0 or more). "
@@ -194,6 +203,7 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
     th.Property(
         "max_requests_per_minute",
         th.IntegerType(minimum=1),
+        title="Max Requests per Minute",
         default=DEFAULT_REQUESTS_PER_MINUTE,
         description=(
             "Client-side request budget per minute, at least 1 (careCycle allows 60 per key)."
@@ -202,12 +212,14 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
     th.Property(
         "max_concurrent_requests",
         th.IntegerType(minimum=1, maximum=MAX_CONCURRENT_REQUESTS_LIMIT),
+        title="Max Concurrent Requests",
         default=DEFAULT_MAX_CONCURRENT_REQUESTS,
         description=("Upload requests in flight at once (1 to 32), within the per-minute budget."),
     ),
     th.Property(
         "batch_size_rows",
         th.IntegerType(minimum=1),
+        title="Batch Size (leads per request)",
         default=MAX_BATCH_SIZE,
         description=(
             "Leads per upload request, at least 1; above 200 (careCycle's limit) is capped."
@@ -216,6 +228,7 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
     th.Property(
         "validate_records",
         th.BooleanType,
+        title="Validate Records",
         default=False,
         description=(
             "Also check each record against the tap's JSON schema (slow). A record that "
@@ -225,8 +238,8 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
     th.Property(
         "sync_store",
         th.StringType,
+        title="Sync Store",
         secret=True,  # a PostgreSQL URL may hold a password
-        title="Sync store",
         description=(
             "Where the record of what careCycle acknowledged is kept (to skip unchanged "
             "leads, and to share the key's request budget between runs): a file path "
@@ -240,6 +253,7 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
     th.Property(
         "skip_unchanged",
         th.BooleanType,
+        title="Skip Unchanged Leads",
         default=True,
         description=(
             "Do not send a lead whose payload equals the one careCycle last acknowledged for "
@@ -294,6 +308,20 @@ class RunSettings:
     key_fingerprint: str | None = None
     api_url: str = DEFAULT_API_URL
     per_stream_source_ids: bool = False
+    # `--check` reaches careCycle also with a dry-run config (which builds no `client`); the
+    # key is kept out of repr().
+    api_key: str | None = field(default=None, repr=False)
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT
+    # Outcomes: the reject and results files, and the failure policy (docs/failure-policy.md).
+    reject_file: str | None = None
+    results_file: str | None = None
+    max_record_errors: int | None = None
+    max_error_rate: float = DEFAULT_MAX_ERROR_RATE
+    # The SDK's built-in settings the target reads too: `batch_size_rows` as given (a warning
+    # when above careCycle's 200), `validate_records`, `stream_maps` (to name a failing map).
+    batch_size_requested: int | None = None
+    validate_records: bool = False
+    stream_maps: Mapping[str, Any] | None = None
 
     @property
     def uses_sync_store(self) -> bool:
@@ -355,7 +383,28 @@ class RunSettings:
             key_fingerprint=key_fingerprint(config.get("api_key")),
             api_url=config.get("api_url") or DEFAULT_API_URL,
             per_stream_source_ids=_streams_name_a_source(config.get("streams")),
+            api_key=config.get("api_key") or None,
+            request_timeout=float(
+                DEFAULT_REQUEST_TIMEOUT
+                if config.get("request_timeout") is None
+                else config["request_timeout"]
+            ),
+            reject_file=config.get("reject_file"),
+            results_file=config.get("results_file"),
+            max_record_errors=config.get("max_record_errors"),
+            max_error_rate=(
+                DEFAULT_MAX_ERROR_RATE
+                if config.get("max_error_rate") is None
+                else config["max_error_rate"]
+            ),
+            batch_size_requested=_int_or_none(config.get("batch_size_rows")),
+            validate_records=config.get("validate_records") is True,
+            stream_maps=config.get("stream_maps"),
         )
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 @dataclass(frozen=True)
@@ -381,7 +430,7 @@ def read_env_settings(
     `--config ENV`, as the SDK does).
     """
     if load_dotenv:
-        parse_environment_config({"properties": {}}, prefix)  # loads .env, reads nothing
+        sdk_shims.load_dotenv(prefix)
     environ = os.environ if environ is None else environ
     properties: Mapping[str, Any] = schema.get("properties", {})
     found: dict[str, Any] = {}

@@ -22,9 +22,9 @@ from urllib.parse import urlsplit, urlunsplit
 import msgspec
 from singer_sdk.contrib.msgspec import MsgSpecReader
 from singer_sdk.exceptions import RecordsWithoutSchemaException
-from singer_sdk.helpers._batch import BatchConfig, StorageTarget
 
 from target_carecycle.printable import printable
+from target_carecycle.sdk_shims import BatchConfig, StorageTarget
 
 if sys.version_info >= (3, 12):
     from typing import override

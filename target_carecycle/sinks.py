@@ -1,4 +1,8 @@
-"""CareCycleSink: map each record to a lead, collect up to 200, hand them to the dispatcher."""
+"""CareCycleSink: map each record to a lead, collect up to 200, hand them to the dispatcher.
+
+A sink gets what the run shares (settings, outcomes, leads waiting, the signal guard, the
+sync store, the dispatcher) from its `RunContext` (run_context.py), never from the target.
+"""
 
 from __future__ import annotations
 
@@ -9,20 +13,20 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from singer_sdk import metrics
-from singer_sdk.sinks import BatchSink
+from singer_sdk.target_base import Target
 
 from target_carecycle.client import BatchResult
 from target_carecycle.leads import normalise_lead
 from target_carecycle.mapping import StreamMapper, settings_for_stream
 from target_carecycle.outcomes import UncountedRecords, mask_lead
 from target_carecycle.printable import printable
+from target_carecycle.run_context import RunContext, run_context_of
+from target_carecycle.sdk_shims import ShimmedBatchSink
 from target_carecycle.singer_input import BadInput, safe_name
 from target_carecycle.sync_run import ClaimedBatch
 
 if TYPE_CHECKING:
     from singer_sdk.sinks.core import BaseJSONSchemaValidator
-
-    from target_carecycle.target import TargetCareCycle
 
 if sys.version_info >= (3, 12):
     from typing import override
@@ -33,7 +37,7 @@ DRY_RUN_SAMPLE_SIZE = 3
 
 
 @dataclass(slots=True)
-class PendingLead:
+class WaitingLead:
     """A lead waiting in a batch, with what is needed to report its outcome."""
 
     position: int
@@ -42,36 +46,6 @@ class PendingLead:
     record: Mapping[str, Any]
     payload_hash: bytes = b""  # set when a sync store is in use
     lead_key: bytes = b""  # the externalId as the store keeps it (hashed once per lead)
-
-
-class PendingLeads:
-    """Which sink holds each pending lead (collected, not yet dispatched), by externalId.
-
-    This keeps the last version of a lead last across sinks: the SDK retires a sink on a
-    SCHEMA change and drains it only at the end of input, and two streams may carry the same
-    externalId. When a newer version arrives in another sink than the one holding the older
-    version, the older one is withdrawn from that sink unsent and counted `merged`, exactly as
-    within one batch; an older version already dispatched is handled by the dispatcher, which
-    keeps the newer batch back until the older one is finished. So an externalId is pending in
-    at most one sink, batches keep their full size whatever the streams interleave, and
-    versions reach careCycle in input order.
-    """
-
-    def __init__(self) -> None:
-        self._holder: dict[str, CareCycleSink] = {}
-
-    def claim(self, external_id: str, sink: CareCycleSink) -> CareCycleSink | None:
-        """`sink` now holds the lead; return another sink holding an older version, if any."""
-        previous = self._holder.get(external_id)
-        self._holder[external_id] = sink
-        return previous if previous is not None and previous is not sink else None
-
-    def release(self, external_ids: Iterable[str], sink: CareCycleSink) -> None:
-        """`sink` no longer holds these leads (dispatched, counted or abandoned)."""
-        holder = self._holder
-        for external_id in external_ids:
-            if holder.get(external_id) is sink:
-                del holder[external_id]
 
 
 class SchemaCheck:
@@ -90,7 +64,7 @@ class SchemaCheck:
                 f"validate_records ({'.'.join(map(str, exc.absolute_path)) or 'schema'}: "
                 f"{exc.validator})"
             ) from None
-        self._validator = Draft7Validator(schema, format_checker=FormatChecker())
+        self._draft7 = Draft7Validator(schema, format_checker=FormatChecker())
         self.last_error: str | None = None
 
     def validate(self, record: dict[str, Any]) -> None:
@@ -102,7 +76,7 @@ class SchemaCheck:
         from jsonschema.exceptions import ValidationError
 
         try:
-            error = next(iter(self._validator.iter_errors(record)), None)
+            error = next(iter(self._draft7.iter_errors(record)), None)
         except ValidationError:
             raise
         except Exception as exc:  # e.g. a $ref the schema cannot resolve
@@ -134,13 +108,14 @@ def schema_path(parts: Iterable[Any]) -> str:
     return ".".join(named) or "record"
 
 
-class CareCycleSink(BatchSink):
+class CareCycleSink(ShimmedBatchSink):
     """Turns one stream's records into careCycle leads and uploads them in batches."""
 
-    def __init__(self, target: TargetCareCycle, *args: Any, **kwargs: Any) -> None:
-        self._target = target
+    def __init__(self, target: Target, *args: Any, **kwargs: Any) -> None:
+        # The SDK constructs each sink with the target; the sink keeps only the run context.
+        self._run: RunContext = run_context_of(target)
         super().__init__(target, *args, **kwargs)
-        settings = target.settings
+        settings = self._run.settings
         self._stream_settings = settings_for_stream(settings.streams, self.stream_name)
         self._mapper = StreamMapper(
             self.stream_name,
@@ -149,15 +124,15 @@ class CareCycleSink(BatchSink):
             default_source_id=settings.default_source_id,
             default_lead_cost=settings.default_lead_cost,
         )
-        self._outcomes = target.outcomes
-        self._batch: dict[str, PendingLead] = {}
+        self._outcomes = self._run.outcomes
+        self._batch: dict[str, WaitingLead] = {}
         self._warned_content_hash = False
         self._dry_run_shown = 0
 
     @property
     def max_size(self) -> int:
         """Leads per upload: `batch_size_rows`, never above careCycle's 200."""
-        return self._target.settings.batch_size
+        return self._run.settings.batch_size
 
     @property
     def current_size(self) -> int:
@@ -166,7 +141,7 @@ class CareCycleSink(BatchSink):
 
     def has_no_record_checks(self) -> bool:
         """True when the SDK's per-record steps would leave records untouched."""
-        return self._validator is None and not self.include_sdc_metadata_properties
+        return self.record_validator is None and not self.include_sdc_metadata_properties
 
     # A public SDK hook (0.51+), overridden to silence what it makes: the SDK counts every record
     # once more, untagged, in `record_count` (its record path increments this counter, and
@@ -181,7 +156,7 @@ class CareCycleSink(BatchSink):
 
     def get_validator(self) -> BaseJSONSchemaValidator | None:
         """Schema checks are opt-in (`validate_records`); lead validation always runs."""
-        if not self.config.get("validate_records", False):
+        if not self._run.settings.validate_records:
             return None
         return SchemaCheck(self.stream_name, self.schema)  # type: ignore[return-value]
 
@@ -191,27 +166,14 @@ class CareCycleSink(BatchSink):
         For a plain stream (no maps, flattening, metadata columns or schema checks) that is
         only this: the SDK's `_sdc_*` columns are removed, as with `add_record_metadata` off.
         """
-        self._remove_sdc_metadata_from_record(record)
+        self.remove_sdc_metadata(record)
 
-    # Private SDK hook: the SDK turns date-time strings into datetimes per the tap's schema,
-    # and fails or nulls values it cannot parse; the lead normaliser parses the fields it sends
-    # and reports the rest by name. No public switch turns the parsing off; remove if one comes.
-    @override
-    def _parse_timestamps_in_record(
-        self, record: dict[str, Any], schema: dict[str, Any], treatment: Any
-    ) -> None:
-        """Leave date strings as they are: the lead normaliser parses the fields it sends."""
-
-    # Private SDK hook: the SDK raises on a record missing its key properties, which would stop
-    # the run; here such a record still gets an externalId (mapping.py) or is rejected and
-    # counted. No public hook relaxes the check; remove if the SDK makes it optional.
-    @override
-    def _singer_validate_message(self, record: dict[str, Any]) -> None:
-        """A record missing its key properties still gets an ID (see mapping), never a crash."""
+    # Dates stay strings and a record missing its key properties is not an error: the
+    # SDK's steps for both are no-ops in ShimmedBatchSink (sdk_shims.py says why).
 
     def process_record(self, record: dict[str, Any], context: dict[str, Any]) -> None:
         """Map, normalise and validate one record; queue the lead or report the rejection."""
-        with self._target.guarded():
+        with self._run.guarded():
             position = self._outcomes.received(self.stream_name)
             if not self._stream_settings.enabled:
                 self._outcomes.skipped(self.stream_name)
@@ -220,7 +182,7 @@ class CareCycleSink(BatchSink):
 
     def reject_unusable(self, record: Any, reason: str) -> None:
         """Count a record that is not an object (or nests too deep) as received and rejected."""
-        with self._target.guarded():
+        with self._run.guarded():
             position = self._outcomes.received(self.stream_name)
             if not self._stream_settings.enabled:
                 self._outcomes.skipped(self.stream_name)
@@ -232,7 +194,7 @@ class CareCycleSink(BatchSink):
     def _collect(self, record: dict[str, Any], position: int) -> None:
         """Queue the record's lead (or reject it), replacing any older pending version."""
         stream = self.stream_name
-        schema_error = getattr(self._validator, "last_error", None)
+        schema_error = getattr(self.record_validator, "last_error", None)
         try:
             raw = self._mapper.map_record(record)
         except (ValueError, TypeError) as exc:
@@ -245,8 +207,8 @@ class CareCycleSink(BatchSink):
         self._warn_once_about_content_hash()
         result = normalise_lead(
             raw,
-            phone_validation=self._target.settings.phone_validation,
-            strict=self._target.settings.strict,
+            phone_validation=self._run.settings.phone_validation,
+            strict=self._run.settings.strict,
         )
         if result.omitted:
             self._outcomes.omitted(stream, result.omitted)
@@ -256,8 +218,8 @@ class CareCycleSink(BatchSink):
         replaced = self._batch.pop(external_id, None)
         if replaced is not None:
             self._outcomes.merged(stream, replaced.position, external_id)
-        self._batch[external_id] = PendingLead(position, external_id, result.lead, record)
-        older = self._target.pending.claim(external_id, self)
+        self._batch[external_id] = WaitingLead(position, external_id, result.lead, record)
+        older = self._run.leads_waiting.claim(external_id, self)
         if older is not None:
             older.withdraw(external_id)
 
@@ -296,29 +258,29 @@ class CareCycleSink(BatchSink):
         if not entries:
             return
         external_ids = frozenset(self._batch)
-        if self._target.settings.dry_run:
-            with self._target.guarded():
+        if self._run.settings.dry_run:
+            with self._run.guarded():
                 unchanged = self._find_unchanged_dry_run(entries)
                 self._batch = {}
-                self._target.pending.release(external_ids, self)
+                self._run.leads_waiting.release(external_ids, self)
                 self._outcomes.unchanged(self.stream_name, len(unchanged))
                 self._pretend_sent([e for e in entries if e.external_id not in unchanged])
             return
-        dispatcher = self._target.dispatcher
+        dispatcher = self._run.dispatcher
         dispatcher.make_room(external_ids)
         # Every earlier batch sharing an externalId with this one is finished here. The
         # claim is made (and old digests dropped, durably) before the leads leave the batch:
         # if the store fails, or a stop signal ends a wait for its lock, they are still in
         # the batch and counted as unsent.
-        with self._target.guarded():
+        with self._run.guarded():
             unchanged, claimed = self._claim(entries)
             self._batch = {}
-            self._target.pending.release(external_ids, self)
+            self._run.leads_waiting.release(external_ids, self)
             self._outcomes.unchanged(self.stream_name, len(unchanged))
             to_send = [entry for entry in entries if entry.external_id not in unchanged]
             if not to_send:
                 return
-            sync_run = self._target.sync_run
+            sync_run = self._run.sync_run
             dispatcher.enqueue(
                 [entry.lead for entry in to_send],
                 frozenset(entry.external_id for entry in to_send),
@@ -331,18 +293,18 @@ class CareCycleSink(BatchSink):
                 ),
             )
 
-    def _digest(self, entries: list[PendingLead]) -> None:
+    def _digest(self, entries: list[WaitingLead]) -> None:
         """Each lead's store key and payload digest, computed once per lead."""
-        store = self._target.sync_store
+        store = self._run.sync_store
         assert store is not None
         account = store.account
         for entry in entries:
             entry.lead_key = account.lead_key(entry.external_id)
             entry.payload_hash = account.payload_hash(entry.lead)
 
-    def _claim(self, entries: list[PendingLead]) -> tuple[set[str], ClaimedBatch | None]:
+    def _claim(self, entries: list[WaitingLead]) -> tuple[set[str], ClaimedBatch | None]:
         """(externalIds unchanged, the store's claim of the others) for a batch to send."""
-        sync_run = self._target.sync_run
+        sync_run = self._run.sync_run
         if sync_run is None:
             return set(), None
         self._digest(entries)
@@ -351,21 +313,21 @@ class CareCycleSink(BatchSink):
         )
         return {entries[p].external_id for p in positions}, claimed
 
-    def _find_unchanged_dry_run(self, entries: list[PendingLead]) -> set[str]:
+    def _find_unchanged_dry_run(self, entries: list[WaitingLead]) -> set[str]:
         """The externalIds equal to what careCycle last acknowledged (one read-only lookup).
 
         No digest is computed when there is no store to compare with.
         """
-        store = self._target.sync_store
-        if store is None or not store.exists or not self._target.settings.skip_unchanged:
+        store = self._run.sync_store
+        if store is None or not store.exists or not self._run.settings.skip_unchanged:
             return set()
         self._digest(entries)
         same = store.compare({entry.lead_key: entry.payload_hash for entry in entries})
         return {entry.external_id for entry in entries if entry.lead_key in same}
 
-    def _record_result(self, entries: list[PendingLead], result: BatchResult) -> None:
+    def _record_result(self, entries: list[WaitingLead], result: BatchResult) -> None:
         outcomes, stream = self._outcomes, self.stream_name
-        with self._target.guarded():
+        with self._run.guarded():
             for index, entry in enumerate(entries):
                 reason = result.failures.get(index)
                 if reason is None:
@@ -375,19 +337,19 @@ class CareCycleSink(BatchSink):
                     outcomes.failed(stream, entry.position, entry.external_id, reason, entry.record)
             outcomes.maybe_log_progress()
         outcomes.check_error_limit()
-        if self._target.sync_run is not None:
-            self._target.sync_run.check()  # a failure of the store's writer stops the run
+        if self._run.sync_run is not None:
+            self._run.sync_run.check()  # a failure of the store's writer stops the run
 
-    def _record_lost(self, entries: list[PendingLead]) -> None:
+    def _record_lost(self, entries: list[WaitingLead]) -> None:
         self._outcomes.unsent(self.stream_name, len(entries))
 
-    def abandon_pending(self) -> None:
+    def abandon_waiting_leads(self) -> None:
         """After a stop: leads still waiting in the batch will not be sent."""
         self._outcomes.unsent(self.stream_name, len(self._batch))
-        self._target.pending.release(self._batch, self)
+        self._run.leads_waiting.release(self._batch, self)
         self._batch = {}
 
-    def _pretend_sent(self, entries: list[PendingLead]) -> None:
+    def _pretend_sent(self, entries: list[WaitingLead]) -> None:
         for entry in entries:
             self._outcomes.succeeded(self.stream_name, entry.external_id, None)
         for entry in entries[: DRY_RUN_SAMPLE_SIZE - self._dry_run_shown]:

@@ -1,6 +1,8 @@
 """TargetCareCycle: the run lifecycle (records, delivery, state, summary, stop signals).
 
-Settings (schema, checks, RunSettings) live in `settings.py`.
+Settings (schema, checks, RunSettings) live in `settings.py`; what the sinks share with the
+target in `run_context.py`; the SDK's private steps, as public-named hooks (`on_record_message`,
+`on_state_ready`, `on_stop_signal`, ...), in `sdk_shims.py`.
 """
 
 from __future__ import annotations
@@ -9,12 +11,10 @@ import json
 import os
 import sys
 import threading
-from types import FrameType
 from typing import Any, ClassVar
 
 import click
 from singer_sdk.exceptions import ConfigValidationError, MappingError
-from singer_sdk.helpers._classproperty import classproperty
 from singer_sdk.helpers.capabilities import CapabilitiesEnum, PluginCapabilities
 from singer_sdk.mapper import RemoveRecordTransform, SameRecordTransform
 from singer_sdk.target_base import Target
@@ -23,18 +23,17 @@ from target_carecycle.client import (
     MAX_BATCH_SIZE,
     CareCycleError,
     DeliveryFailed,
-    LeadUploadClient,
-    UploadDispatcher,
 )
 from target_carecycle.fatal import StreamMapFailed, log_fatal, stream_map_failure
 from target_carecycle.mapping import MappingConfigError
 from target_carecycle.outcomes import OutputFileError, RunOutcomes, TooManyRecordErrors
 from target_carecycle.preflight import run_check
 from target_carecycle.printable import escape_log_handlers
+from target_carecycle.run_context import RunContext, RunInterrupted, SignalGuard
+from target_carecycle.sdk_shims import ShimmedTarget
 from target_carecycle.setting_sources import ResolvedSettings, provenance_line, resolve_settings
 from target_carecycle.settings import (
     CONFIG_SCHEMA,
-    DEFAULT_MAX_ERROR_RATE,
     RunSettings,
     check_config,
 )
@@ -46,7 +45,7 @@ from target_carecycle.singer_input import (
     safe_name,
     usable_record,
 )
-from target_carecycle.sinks import CareCycleSink, PendingLeads
+from target_carecycle.sinks import CareCycleSink
 from target_carecycle.store import STORE_OFF, StoreInterrupted, SyncStore, SyncStoreError
 from target_carecycle.sync_run import SyncRun
 
@@ -62,34 +61,7 @@ DOUBT_TIMEOUTS = 10
 RECORD_AGE_CHECK_EVERY = 1000
 
 
-class RunInterrupted(Exception):
-    """SIGTERM or SIGINT arrived: stop reading, settle what is in flight, report."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(f"stopped by signal {signum}")
-        self.signum = signum
-
-
-class _SignalGuard:
-    """Re-entrant block inside which a stop signal waits until the block is left."""
-
-    __slots__ = ("depth", "pending_signal")
-
-    def __init__(self) -> None:
-        self.depth = 0
-        self.pending_signal: int | None = None
-
-    def __enter__(self) -> None:
-        self.depth += 1
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.depth -= 1
-        if self.pending_signal is not None and self.depth == 0:
-            signum, self.pending_signal = self.pending_signal, None
-            raise RunInterrupted(signum)
-
-
-class TargetCareCycle(Target):
+class TargetCareCycle(ShimmedTarget):
     """Uploads leads from any Singer tap to careCycle, in batches of up to 200."""
 
     name = "target-carecycle"
@@ -110,12 +82,12 @@ class TargetCareCycle(Target):
         validate_config: bool = True,
         check_only: bool = False,
     ) -> None:
-        self._stop = threading.Event()
-        self._guard = _SignalGuard()
+        # Made first: a stop signal may arrive while the SDK is still setting up.
+        self.stop_requested = threading.Event()
+        self.signal_guard = SignalGuard()
         self._lean_sinks: dict[str, CareCycleSink] = {}
         self._records_since_age_check = 0
         self._warned_activate_version: set[str] = set()
-        self.pending = PendingLeads()
         # Every TARGET_CARECYCLE_* setting is read, with or without --config ENV (which only
         # lets the key and the URL come from different places): docs/settings.md.
         schema = self.config_jsonschema
@@ -129,27 +101,28 @@ class TargetCareCycle(Target):
         self.max_parallelism = 1  # one thread hands batches to the dispatcher, which overlaps them
         self.settings = RunSettings.from_config(self.config, self._resolved.sources)
         self.logger.info("%s", provenance_line(self._resolved.sources))
-        max_error_rate = self.config.get("max_error_rate")
+        settings = self.settings
         self.outcomes = RunOutcomes(
             # --check creates no file: it only reads the settings.
-            reject_file=None if check_only else self.config.get("reject_file"),
-            results_file=None if check_only else self.config.get("results_file"),
-            max_record_errors=self.config.get("max_record_errors"),
-            max_error_rate=DEFAULT_MAX_ERROR_RATE if max_error_rate is None else max_error_rate,
-            dry_run=self.settings.dry_run,
+            reject_file=None if check_only else settings.reject_file,
+            results_file=None if check_only else settings.results_file,
+            max_record_errors=settings.max_record_errors,
+            max_error_rate=settings.max_error_rate,
+            dry_run=settings.dry_run,
             run_id=os.environ.get("MELTANO_RUN_ID"),
+        )
+        # What the sinks share with the target: each sink receives it (sinks.py never
+        # imports this module).
+        self.run_context = RunContext(
+            self.settings, self.outcomes, guard=self.signal_guard, stop=self.stop_requested
         )
         self._input_done = False  # set once the last line was read: the next STATE is the last
         self._states_emitted = 0
-        self._client: LeadUploadClient | None = None
-        self._dispatcher: UploadDispatcher | None = None
-        self.sync_store: SyncStore | None = None
-        self.sync_run: SyncRun | None = None  # a run that sends, with a store
         self._warn_about_batch_size()
 
     def _warn_about_batch_size(self) -> None:
-        requested = self.config.get("batch_size_rows")
-        if isinstance(requested, int) and requested > MAX_BATCH_SIZE:
+        requested = self.settings.batch_size_requested
+        if requested is not None and requested > MAX_BATCH_SIZE:
             self.logger.warning(
                 "batch_size_rows=%d is above careCycle's limit: batches hold %d leads",
                 requested,
@@ -164,26 +137,14 @@ class TargetCareCycle(Target):
         super().append_builtin_config(config_jsonschema)
         config_jsonschema["properties"].pop("load_method", None)
 
-    # The SDK reads an env boolean it does not recognise as false (TARGET_CARECYCLE_DRY_RUN=maybe
-    # would send), lets int() raise a traceback, and lets a variable silently beat the config
-    # file. No public hook parses env settings, so this replaces the private classproperty that
-    # PluginBase.__init__ merges into the config: `__init__` has already resolved file and
-    # environment (`setting_sources.resolve_settings`), so the SDK's merge gets nothing. Remove
-    # once the SDK offers a hook for env parsing.
-    @classproperty
-    @override
-    def _env_var_config(cls) -> dict[str, Any]:
-        """Nothing: TARGET_CARECYCLE_* variables are resolved in `__init__`."""
-        return {}
+    # `_env_var_config` returns nothing (sdk_shims.py): `__init__` resolves file and environment.
 
-    # Private SDK method, overridden since the start of this project: the SDK's own check echoes
-    # values in its messages and knows no rule beyond the schema. No public hook exists.
     @override
-    def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
+    def check_settings(self, config: dict[str, Any], *, raise_errors: bool) -> list[str]:
         """Check settings with messages that name the setting and never echo a value."""
         schema = self.config_jsonschema
         self.append_builtin_config(schema)
-        check = check_config(self._config, schema)
+        check = check_config(config, schema)
         resolved: ResolvedSettings | None = getattr(self, "_resolved", None)
         errors = [*(resolved.errors if resolved else []), *check.errors]
         for warning in [*(resolved.warnings if resolved else []), *check.warnings]:
@@ -194,18 +155,14 @@ class TargetCareCycle(Target):
 
     # Records: a lean path for plain streams, the SDK's own path for everything else
 
-    # Private SDK method: registering a stream has no public hook after it, and the lean path
-    # must be decided once the sink exists. Reads the private `_sinks_active` (the SDK offers no
-    # public lookup of a stream's current sink; `get_sink` creates one). Remove when the SDK
-    # offers a public "stream registered" hook (0.55's `create_sink` is not one).
     @override
-    def _process_schema_message(self, message_dict: dict[str, Any]) -> None:
+    def on_schema_message(self, message_dict: dict[str, Any]) -> None:
         """Register the stream, then decide whether its records may take the lean path."""
         try:
-            super()._process_schema_message(message_dict)
+            self.register_stream(message_dict)
         except MappingError as exc:
             stream = message_dict.get("stream")
-            failure = stream_map_failure(stream, exc, self.config.get("stream_maps"))
+            failure = stream_map_failure(stream, exc, self.settings.stream_maps)
             raise (failure or exc) from exc
         stream = message_dict["stream"]
         self._lean_sinks.pop(stream, None)
@@ -213,11 +170,9 @@ class TargetCareCycle(Target):
         # name): a lean entry must never point at a retired sink, which the SDK forgets after
         # its periodic drain, so records put in it later would never be sent.
         self._lean_sinks = {
-            name: lean
-            for name, lean in self._lean_sinks.items()
-            if self._sinks_active.get(name) is lean
+            name: lean for name, lean in self._lean_sinks.items() if self.active_sink(name) is lean
         }
-        sink = self._sinks_active.get(stream)
+        sink = self.active_sink(stream)
         if isinstance(sink, CareCycleSink) and self._is_plain_stream(stream, sink):
             self._lean_sinks[stream] = sink
 
@@ -232,13 +187,11 @@ class TargetCareCycle(Target):
             and sink.has_no_record_checks()
         )
 
-    # Private SDK method: the SDK's per-record path costs twice the rest of the target's work
-    # per record (docs/performance.md) and has no public hook to skip steps that do nothing for
-    # a plain stream. `prepare_plain_record` keeps the two paths equal (tests/test_record_paths.py
-    # checks it; tests/test_sdk_contract.py pins the SDK steps it mirrors). Remove if the SDK's
-    # own path becomes as cheap.
+    # The lean path skips the SDK's per-record steps (sdk_shims.py says why).
+    # `prepare_plain_record` keeps the two paths equal (tests/test_record_paths.py checks it;
+    # tests/test_sdk_contract.py pins the SDK steps it mirrors).
     @override
-    def _process_record_message(self, message_dict: dict[str, Any]) -> None:
+    def on_record_message(self, message_dict: dict[str, Any]) -> None:
         """Hand a plain stream's record straight to its sink (same effect, a third of the cost).
 
         Streams with stream maps, flattening, record metadata or schema validation go
@@ -256,11 +209,11 @@ class TargetCareCycle(Target):
         if sink is None:
             received = self._records_received()
             try:
-                super()._process_record_message(message_dict)
+                self.sdk_record_path(message_dict)
             except RunInterrupted:
                 raise  # a stop signal, wherever it landed (even inside an expression)
             except Exception as exc:
-                failure = stream_map_failure(stream, exc, self.config.get("stream_maps"))
+                failure = stream_map_failure(stream, exc, self.settings.stream_maps)
                 if failure is None:
                     raise
                 raise failure from exc
@@ -275,7 +228,7 @@ class TargetCareCycle(Target):
         self._records_since_age_check += 1
         if self._records_since_age_check >= RECORD_AGE_CHECK_EVERY:
             self._records_since_age_check = 0
-            self._handle_max_record_age()
+            self.check_record_age()
 
     def _reject_unusable(self, stream: str, record: object, reason: str) -> None:
         """Count a record that is not an object (or nests too deep) as rejected, on its sink."""
@@ -300,19 +253,17 @@ class TargetCareCycle(Target):
         for stream_map in self.mapper.stream_maps.get(stream, []):
             if isinstance(stream_map, RemoveRecordTransform):
                 continue  # the SDK makes a sink for it, but no record ever reaches it
-            sink = self._sinks_active.get(stream_map.stream_alias)
+            sink = self.active_sink(stream_map.stream_alias)
             if isinstance(sink, CareCycleSink):
                 return sink
         return None
 
     @override
-    def _process_batch_message(self, message_dict: dict[str, Any]) -> None:
+    def on_batch_message(self, message_dict: dict[str, Any]) -> None:
         """Send each record of the batch files through the RECORD path, in file order.
 
-        Why private: the SDK reads a whole batch file and hands its records to
-        `Sink.process_batch` at once, skipping every per-record step (accounting, stream
-        maps, validation, merging, the ordering across sinks). No public hook reads a batch
-        file record by record; remove this when the SDK offers one.
+        The SDK would hand a whole file to `process_batch`, skipping every per-record step
+        (accounting, stream maps, validation, merging, the ordering across sinks).
         """
         stream = message_dict["stream"]
         if stream not in self.mapper.stream_maps:
@@ -321,17 +272,12 @@ class TargetCareCycle(Target):
         batch_config = sink.batch_config if sink is not None else None
         for url in message_dict["manifest"]:
             for record in batch_records(message_dict["encoding"], url, batch_config):
-                self._process_record_message({"type": "RECORD", "stream": stream, "record": record})
-            self._handle_max_record_age()
+                self.on_record_message({"type": "RECORD", "stream": stream, "record": record})
+            self.check_record_age()
 
     @override
-    def _process_activate_version_message(self, message_dict: dict[str, Any]) -> None:
-        """Warn once per stream: careCycle leads have no table versions to switch.
-
-        Why private: the SDK's handler raises KeyError for a stream with no SCHEMA yet and
-        asks each sink, which warns twice per message. No public hook decides what an
-        ACTIVATE_VERSION means to a target; remove when the SDK warns for unknown streams.
-        """
+    def on_activate_version_message(self, message_dict: dict[str, Any]) -> None:
+        """Warn once per stream: careCycle leads have no table versions to switch."""
         stream = safe_name(message_dict["stream"])
         if stream in self._warned_activate_version:
             return
@@ -345,28 +291,18 @@ class TargetCareCycle(Target):
 
     # Delivery
 
-    @property
-    def dispatcher(self) -> UploadDispatcher:
-        """The shared dispatcher (one per run: the rate limit is per key)."""
-        if self._dispatcher is None:
-            assert self.settings.client is not None, "no client in a dry run"
-            self._client = LeadUploadClient(
-                self.settings.client, stop=self._stop, shared_budget=self.sync_store
-            )
-            self._dispatcher = UploadDispatcher(self._client, guard=self._guard)
-        return self._dispatcher
-
     def wait_for_deliveries(self) -> None:
         """Block until every batch handed to the dispatcher has its outcome.
 
         Then write what the sync store still has to record: a STATE never leaves before a
         store failure that stops the run.
         """
-        if self._dispatcher is not None:
-            self._dispatcher.wait_all()
-        if self.sync_run is not None:
+        context = self.run_context
+        if context.dispatcher_started is not None:
+            context.dispatcher_started.wait_all()
+        if context.sync_run is not None:
             with self.guarded():  # a stop signal ends a wait for the store between attempts
-                self.sync_run.settle_now()
+                context.sync_run.settle_now()
 
     def process_endofpipe(self) -> None:
         """Drain every sink, then wait for the last batches even when no STATE came."""
@@ -374,12 +310,11 @@ class TargetCareCycle(Target):
         super().process_endofpipe()
         self.wait_for_deliveries()
 
-    # Private SDK method: the one place a STATE leaves the target. Singer's promise (no STATE
+    # The one place a STATE leaves the target (sdk_shims.py): Singer's promise (no STATE
     # before every record ahead of it is delivered) needs a wait here, the failure policy is
-    # judged here, and the counts ride along. No public hook wraps state emission; remove if
-    # the SDK adds one.
+    # judged here, and the counts ride along.
     @override
-    def _write_state_message(self, state: dict[str, Any]) -> None:
+    def on_state_ready(self, state: dict[str, Any]) -> None:
         """Emit the tap's state, plus this run's counts, once every earlier batch landed.
 
         Mid-run, raises TooManyRecordErrors when the failure policy fails the run. At the end
@@ -404,27 +339,23 @@ class TargetCareCycle(Target):
             return
         if not self.outcomes.state_may_pass():
             return
-        super()._write_state_message({**state, "target_carecycle": self.outcomes.state_metrics()})
+        self.write_state({**state, "target_carecycle": self.outcomes.state_metrics()})
         self._states_emitted += 1
 
     # Signals
 
-    def guarded(self) -> _SignalGuard:
+    def guarded(self) -> SignalGuard:
         """Defer a stop signal until the bookkeeping inside this `with` block is complete."""
-        return self._guard
+        return self.signal_guard
 
-    # Private SDK method: the SDK's handler exits at once, dropping requests on the wire and their
-    # outcomes. No public hook for stop signals exists; 0.55 changes this method (see
-    # docs/sdk-upgrade.md). Remove if the SDK offers a graceful-stop hook.
     @override
-    def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
+    def on_stop_signal(self, signum: int) -> None:
         """Stop cleanly: no new sends, settle requests in flight, then report."""
-        del frame
-        if self._stop.is_set():
+        if self.stop_requested.is_set():
             return  # already stopping: let the settling finish
-        self._stop.set()
-        if self._guard.depth:
-            self._guard.pending_signal = signum
+        self.stop_requested.set()
+        if self.signal_guard.depth:
+            self.signal_guard.deferred_signal = signum
             return
         raise RunInterrupted(signum)
 
@@ -442,23 +373,24 @@ class TargetCareCycle(Target):
                 self.logger.info("Dry run without api_key: the sync store is not consulted")
             return
         assert settings.account is not None
+        context = self.run_context
         with self.guarded():  # a stop signal ends a wait for a locked store between attempts
-            self.sync_store = SyncStore.open(
+            store = context.sync_store = SyncStore.open(
                 settings.sync_store,
                 settings.account,
                 writable=not settings.dry_run,
-                stop=self._stop,
+                stop=self.stop_requested,
             )
         if not settings.dry_run:
             assert settings.client is not None
-            self.sync_run = SyncRun(
-                self.sync_store,
+            context.sync_run = SyncRun(
+                store,
                 skip_unchanged=settings.skip_unchanged,
                 doubt_seconds=DOUBT_TIMEOUTS * settings.client.request_timeout,
             )
         self.logger.info(
             "Sync store: %s (%s)",
-            self.sync_store.describe(),
+            store.describe(),
             "skipping unchanged leads" if settings.skip_unchanged else "skip_unchanged=false",
         )
 
@@ -557,8 +489,9 @@ class TargetCareCycle(Target):
     def run_facts_fields(self) -> dict[str, Any]:
         """The start line's facts as fields (never the key, never a store password)."""
         settings = self.settings
-        if self.sync_store is not None:
-            store = self.sync_store.describe()
+        sync_store = self.run_context.sync_store
+        if sync_store is not None:
+            store = sync_store.describe()
         elif settings.sync_store == STORE_OFF:
             store = "off"
         else:
@@ -588,11 +521,12 @@ class TargetCareCycle(Target):
 
         Returns the exit code: 1 when closing the store failed (one line said why).
         """
-        if self._dispatcher is not None:
-            self._dispatcher.close()
+        context = self.run_context
+        if context.dispatcher_started is not None:
+            context.dispatcher_started.close()
         if not self._close_sync_store() and code == 0:
             code = 1
-        client = self._client
+        client = context.client
         requests = client.requests_sent if client else 0
         self.outcomes.log_suppressed_warnings()
         self.outcomes.print_summary(requests, facts=self.run_facts())
@@ -634,12 +568,13 @@ class TargetCareCycle(Target):
 
     def _close_sync_store(self) -> bool:
         """Stop the store's writer and close the store; False (one line said why) on failure."""
-        if self.sync_run is not None:
-            self.sync_run.close()
-        if self.sync_store is None:
+        context = self.run_context
+        if context.sync_run is not None:
+            context.sync_run.close()
+        if context.sync_store is None:
             return True
         try:
-            self.sync_store.close()
+            context.sync_store.close()
         except Exception as exc:  # whatever the driver raises on close: one line, no traceback
             log_fatal(
                 f"sync_store: closing the store failed ({type(exc).__name__}); the next run "
@@ -661,25 +596,24 @@ class TargetCareCycle(Target):
         (it is true then) and the failure policy lets it pass; after a failure none is, so a
         re-run starts where the last one that finished left off.
         """
-        self._stop.set()
-        if self._dispatcher is not None:
-            self._dispatcher.settle()
+        self.stop_requested.set()
+        dispatcher = self.run_context.dispatcher_started
+        if dispatcher is not None:
+            dispatcher.settle()
         store_settled = self._settle_sync_store()
-        # Private `_sinks_active`, `_sinks_to_clear`, `_latest_state`: no public way to reach
-        # every sink (retired ones included) or the last state after a stop; pinned in
-        # tests/test_sdk_contract.py.
-        for sink in [*self._sinks_active.values(), *self._sinks_to_clear]:
+        for sink in self.every_sink():  # retired sinks included
             if isinstance(sink, CareCycleSink):
-                sink.abandon_pending()
+                sink.abandon_waiting_leads()
+        latest_state = self.latest_state
         if (
             may_emit_state
             and store_settled
-            and self._latest_state
+            and latest_state
             and self.outcomes.all_settled()
             # every record read has its outcome: judge them as the end of input would
             and self.outcomes.policy_breach(final=True) is None
         ):
-            self._emit_state(self._latest_state)
+            self._emit_state(latest_state)
 
     @classmethod
     def get_singer_command(cls) -> click.Command:
@@ -705,11 +639,12 @@ class TargetCareCycle(Target):
         False when the store failed; one line names `sync_store` unless the run already
         stopped because of that failure. Leads it did not record are sent again next time.
         """
-        if self.sync_run is None:
+        sync_run = self.run_context.sync_run
+        if sync_run is None:
             return True
-        already_reported = self.sync_run.failed
+        already_reported = sync_run.failed
         try:
-            self.sync_run.settle_now(after_stop=True)
+            sync_run.settle_now(after_stop=True)
         except SyncStoreError as exc:
             if not already_reported:
                 self.logger.error("Run failed: %s", exc)
@@ -747,8 +682,7 @@ class TargetCareCycle(Target):
             log_fatal(f"invalid config: {exc}")
             sys.exit(1)
         if check:
-            timeout = target.config.get("request_timeout")
-            sys.exit(run_check(target.settings, target.config.get("api_key"), timeout))
+            sys.exit(run_check(target.settings))
         sys.exit(target.run(file_input))
 
 

@@ -88,3 +88,17 @@ def test_readme_install_lines_name_real_extras_and_the_real_repository() -> None
             from_git += 1
     assert from_git >= 1
     assert {"postgres", "faker", "parquet", "s3"} <= extras
+
+
+def test_the_code_layout_lists_every_module_of_the_package() -> None:
+    """docs/development.md's layout table names each module, and no module that is gone."""
+    text = (ROOT / "docs" / "development.md").read_text(encoding="utf-8")
+    layout = text[text.index("## Code layout") :]
+    layout = layout[: layout.index("```", layout.index("```text") + 1)]
+    listed = set(re.findall(r"^  ([a-z_]+\.py)\b", layout, re.MULTILINE))
+    modules = {
+        path.name
+        for path in (ROOT / "target_carecycle").glob("*.py")
+        if path.name not in {"__init__.py", "__main__.py"}
+    }
+    assert listed == modules

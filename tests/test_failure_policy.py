@@ -196,8 +196,8 @@ def test_state_is_held_while_the_run_has_errors_and_nothing_delivered(sandbox):
     finally:
         target.wait_for_deliveries()
         target.outcomes.close()
-        if target._dispatcher is not None:
-            target._dispatcher.close()
+        if target.run_context.dispatcher_started is not None:
+            target.run_context.dispatcher_started.close()
 
 
 # The rules themselves, from a table

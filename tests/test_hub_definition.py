@@ -177,6 +177,88 @@ def test_generated_files_are_up_to_date() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+@pytest.mark.parametrize("source", ["hub", "loader"])
+def test_labels_are_the_schemas_titles(
+    source: str, about: dict[str, Any], hub: dict[str, Any], loader: dict[str, Any]
+) -> None:
+    """Every setting has a `title` in the schema (settings.py, or the SDK's own), and the
+    Hub and meltano.yml labels are those titles: a label is kept in one place."""
+    definition = hub if source == "hub" else loader
+    properties = about["settings"]["properties"]
+    untitled = [name for name, schema in properties.items() if not schema.get("title")]
+    assert untitled == []
+    assert {s["name"]: s["label"] for s in definition["settings"]} == {
+        name: schema["title"] for name, schema in properties.items()
+    }
+
+
+def marked_block(path: Path, name: str) -> str:
+    text = path.read_text(encoding="utf-8")
+    start, end = hub_definition.marked(name)
+    assert text.count(start) == 1 and text.count(end) == 1, f"{path.name}: {name} markers"
+    return text[text.index(start) + len(start) : text.index(end)]
+
+
+def test_readme_settings_table_is_the_about_markdown_table(about: dict[str, Any]) -> None:
+    exe = Path(sys.executable).parent / "target-carecycle"
+    markdown = subprocess.run(
+        [str(exe), "--about", "--format=markdown"], capture_output=True, text=True, check=True
+    ).stdout
+    table = marked_block(ROOT / "README.md", "settings-table")
+    assert table == hub_definition.settings_table(markdown)
+    assert table in markdown
+    names = [line.split("|")[1].strip() for line in table.splitlines()[2:]]
+    assert set(about["settings"]["properties"]) <= set(names)
+
+
+def test_security_bounds_table_names_every_bounded_setting(about: dict[str, Any]) -> None:
+    """Each setting whose schema sets a bound has its row, with the rule the schema states;
+    a reason kept for a setting that has no bound (any more) fails here."""
+    table = marked_block(ROOT / "docs" / "security.md", "bounds-table")
+    rows = {
+        line.split("|")[1].strip().strip("`"): line.split("|")[2].strip()
+        for line in table.splitlines()[2:]
+    }
+    properties = about["settings"]["properties"]
+    bounded = {n for n, schema in properties.items() if hub_definition.bound_rule(schema)}
+    assert bounded >= {"request_timeout", "max_concurrent_requests", "lead_cost", "source_id"}
+    assert bounded <= set(rows)
+    for name in bounded:
+        assert rows[name].startswith(hub_definition.bound_rule(properties[name]) or "?"), name
+    assert set(hub_definition.BOUND_REASONS) <= bounded
+    assert set(hub_definition.BOUND_NOTES) <= bounded
+
+
+@pytest.mark.parametrize(
+    ("schema", "rule"),
+    [
+        ({"type": "integer", "minimum": 0}, "0 or more"),
+        ({"type": "integer", "minimum": 1}, "at least 1"),
+        ({"type": "integer", "minimum": 1, "maximum": 32}, "1 to 32"),
+        ({"type": "number", "exclusiveMinimum": 0, "maximum": 3600}, "more than 0, at most 3600"),
+        ({"type": "number", "minimum": 0, "maximum": 1}, "0 to 1"),
+        ({"type": "string", "minLength": 1, "pattern": r"\S"}, "not empty or blank"),
+        ({"type": "string"}, None),
+    ],
+)
+def test_bound_rule_says_each_schema_bound_in_words(schema: dict[str, Any], rule: str) -> None:
+    assert hub_definition.bound_rule(schema) == rule
+
+
+def test_check_finds_a_hand_edited_generated_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--check compares the README and docs/security.md tables too: an edit by hand fails."""
+    for path_name in ("README", "SECURITY_DOC"):
+        original: Path = getattr(hub_definition, path_name)
+        copy_path = tmp_path / original.name
+        copy_path.write_text(original.read_text(encoding="utf-8").replace("| 0 or more |", "| 1 |"))
+        monkeypatch.setattr(hub_definition, path_name, copy_path)
+    assert hub_definition.main(["--check"]) == 1
+    out = capsys.readouterr().out
+    assert "security.md is out of date" in out
+
+
 # Meltano's own meltano.yml schema
 
 

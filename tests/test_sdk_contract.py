@@ -1,10 +1,11 @@
 """The singer-sdk behaviours target-carecycle relies on, pinned against the SDK itself.
 
-target.py and sinks.py override private SDK methods and read private attributes where no
-public hook exists (each override says why). These tests use a minimal Target and BatchSink,
-not ours, so an SDK upgrade that changes one of those behaviours fails here first, with a
-name that says which assumption broke, before any delivery test fails for a subtler reason.
-docs/sdk-upgrade.md says what singer-sdk 0.55 changes.
+`target_carecycle/sdk_shims.py` is the only module that overrides private SDK methods, reads
+private attributes or imports private modules, where no public hook exists (each shim says
+why). The tests below use a minimal Target and BatchSink, not ours, so an SDK upgrade that
+changes one of those behaviours fails here first, with a name that says which assumption
+broke, before any delivery test fails for a subtler reason; the last section pins each shim
+of sdk_shims.py itself. An SDK upgrade is sdk_shims.py and this file (docs/sdk-upgrade.md).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import inspect
 import io
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Iterator
@@ -627,3 +629,248 @@ def test_batch_message_reaches_process_batch_as_context_records(tmp_path: Path) 
     run(target, [schema_message(), json.dumps(batch)])
     assert names(RecordingSink.events) == ["process_batch"]
     assert RecordingSink.events == [("process_batch", [10, 11])]
+
+
+# The shims themselves (target_carecycle/sdk_shims.py)
+
+
+def _shim_overrides() -> list[tuple[type, str]]:
+    from target_carecycle.sdk_shims import ShimmedBatchSink, ShimmedTarget
+
+    return [
+        (shim, name)
+        for shim in (ShimmedTarget, ShimmedBatchSink)
+        for name in vars(shim)
+        if name.startswith("_") and not name.startswith("__") and name != "_abc_impl"
+    ]
+
+
+def test_every_shim_override_replaces_an_sdk_method_of_the_same_signature() -> None:
+    """A private method the SDK renames or re-signs makes its shim dead code: fail here."""
+    overrides = _shim_overrides()
+    assert len(overrides) >= 10
+    for shim, name in overrides:
+        sdk_base = shim.__mro__[1]
+        theirs = inspect.getattr_static(sdk_base, name, None)
+        assert theirs is not None, f"singer_sdk no longer has {sdk_base.__name__}.{name}"
+        ours = inspect.getattr_static(shim, name)
+        if callable(ours) and callable(theirs):
+            assert inspect.signature(ours) == inspect.signature(theirs) or list(
+                inspect.signature(ours).parameters
+            ) == list(inspect.signature(theirs).parameters), name
+
+
+def test_every_shim_is_marked_override_and_says_why_and_when_to_remove_it() -> None:
+    """GUIDE: each private override carries @override and a comment (why, missing hook,
+    when to remove it)."""
+    import ast
+
+    from target_carecycle import sdk_shims
+
+    source = Path(sdk_shims.__file__).read_text()
+    lines = source.splitlines()
+    tree = ast.parse(source)
+    methods = [
+        node
+        for cls in tree.body
+        if isinstance(cls, ast.ClassDef)
+        for node in cls.body
+        if isinstance(node, ast.FunctionDef)
+        and node.name.startswith("_")
+        and not node.name.startswith("__")
+    ]
+    assert {m.name for m in methods} == {name for _, name in _shim_overrides()}
+    for method in methods:
+        decorators = [ast.unparse(d) for d in method.decorator_list]
+        assert "override" in decorators, f"{method.name} lacks @override"
+        first = min(d.lineno for d in method.decorator_list)
+        comment = []
+        for line in reversed(lines[: first - 1]):
+            if not line.strip().startswith("#"):
+                break
+            comment.append(line)
+        text = " ".join(comment).lower()
+        assert "private" in text and "remove" in text and "hook" in text, method.name
+
+
+def test_shimmed_target_with_default_hooks_behaves_as_the_sdk_target(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Each `on_*` hook defaults to the SDK's own step: the same sink calls, the same STATE."""
+    from target_carecycle.sdk_shims import ShimmedTarget
+
+    class ShimmedMinimal(ShimmedTarget):
+        name = "target-contract"
+        config_jsonschema = MinimalTarget.config_jsonschema
+        default_sink_class = RecordingSink
+
+    lines = [
+        schema_message(),
+        record_message({"id": 1, "born": "1980-02-29"}),
+        state_message({"n": 1}),
+    ]
+    run(MinimalTarget(config={}), lines)
+    sdk_events, sdk_out = list(RecordingSink.events), capsys.readouterr().out
+    RecordingSink.events.clear()
+    run(ShimmedMinimal(config={}), lines)
+    assert RecordingSink.events == sdk_events
+    assert capsys.readouterr().out == sdk_out
+
+
+def test_shimmed_target_routes_each_private_step_to_its_hook() -> None:
+    from target_carecycle.sdk_shims import ShimmedTarget
+
+    called: list[str] = []
+
+    class Hooked(ShimmedTarget):
+        name = "target-contract"
+        config_jsonschema = MinimalTarget.config_jsonschema
+        default_sink_class = RecordingSink
+
+        def check_settings(self, config: dict[str, Any], *, raise_errors: bool) -> list[str]:
+            called.append("check_settings")
+            config["token"] = "filled"  # the mutable config the SDK is building
+            return []
+
+        def on_schema_message(self, message: dict[str, Any]) -> None:
+            called.append("schema")
+            self.register_stream(message)
+
+        def on_record_message(self, message: dict[str, Any]) -> None:
+            called.append("record")
+            self.sdk_record_path(message)
+
+        def on_batch_message(self, message: dict[str, Any]) -> None:
+            called.append("batch")
+
+        def on_activate_version_message(self, message: dict[str, Any]) -> None:
+            called.append("activate_version")
+
+        def on_state_ready(self, state: dict[str, Any]) -> None:
+            called.append("state")
+
+        def on_stop_signal(self, signum: int) -> None:
+            called.append(f"signal {signum}")
+
+    target = Hooked(config={})
+    assert target.config["token"] == "filled"
+    batch = {"type": "BATCH", "stream": STREAM, "encoding": {"format": "jsonl"}, "manifest": []}
+    activate = {"type": "ACTIVATE_VERSION", "stream": STREAM, "version": 1}
+    run(
+        target,
+        [
+            schema_message(),
+            record_message({"id": 1}),
+            json.dumps(batch),
+            json.dumps(activate),
+            state_message({"n": 1}),
+        ],
+    )
+    signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)  # type: ignore[operator,misc]
+    assert called == [
+        "check_settings",
+        "schema",
+        "record",
+        "batch",
+        "activate_version",
+        "state",
+        f"signal {signal.SIGTERM.value}",
+    ]
+    assert target.latest_state == {"n": 1}
+    sink = target.active_sink(STREAM)
+    assert isinstance(sink, RecordingSink)
+    assert target.active_sink("no-such-stream") is None
+    assert target.every_sink() == [sink]
+
+
+def test_shimmed_target_reads_retired_sinks_and_checks_record_age() -> None:
+    from target_carecycle.sdk_shims import ShimmedTarget
+
+    class ShimmedMinimal(ShimmedTarget):
+        name = "target-contract"
+        config_jsonschema = MinimalTarget.config_jsonschema
+        default_sink_class = RecordingSink
+
+    target = ShimmedMinimal(config={})
+    target.on_schema_message(json.loads(schema_message()))
+    old = target.active_sink(STREAM)
+    target.on_schema_message(json.loads(schema_message(keys=["name"])))
+    assert target.every_sink() == [target.active_sink(STREAM), old]
+    target.on_record_message(json.loads(record_message({"id": 3, "name": "x"})))
+    target.check_record_age()  # not old yet: nothing drained
+    assert "process_batch" not in names(RecordingSink.events)
+    target._last_full_drain_at -= (target._MAX_RECORD_AGE_IN_MINUTES + 1) * 60
+    target.check_record_age()
+    assert ("process_batch", [3]) in RecordingSink.events
+
+
+def test_shimmed_sink_keeps_dates_and_keyless_records_and_reads_its_validator() -> None:
+    from target_carecycle.sdk_shims import ShimmedBatchSink
+
+    class Sink(ShimmedBatchSink):
+        def process_record(self, record: dict[str, Any], context: dict[str, Any]) -> None:
+            RecordingSink.events.append(("process_record", copy.deepcopy(record)))
+
+        def process_batch(self, context: dict[str, Any]) -> None:
+            pass
+
+    class SinkTarget(Target):
+        name = "target-contract"
+        config_jsonschema = MinimalTarget.config_jsonschema
+        default_sink_class = Sink
+
+    target = SinkTarget(config={})
+    run(target, [schema_message(), record_message({"name": "no id", "born": "1980-02-29"})])
+    assert ("process_record", {"name": "no id", "born": "1980-02-29"}) in RecordingSink.events
+    sink = target._sinks_active[STREAM]
+    assert isinstance(sink, Sink)
+    assert sink.record_validator is sink._validator
+    record = {"id": 1, **{name: 1 for name in SDC_COLUMNS}}
+    sink.remove_sdc_metadata(record)
+    assert record == {"id": 1}
+
+
+def test_load_dotenv_is_the_sdks_env_parser_with_no_properties(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`sdk_shims.load_dotenv` calls `parse_environment_config` with no properties: it loads
+    the `.env` file the SDK would find into the environment and returns no setting."""
+    from singer_sdk.configuration._dict_config import parse_environment_config
+
+    parameters = list(inspect.signature(parse_environment_config).parameters)
+    assert parameters[:3] == ["config_schema", "prefix", "dotenv_path"]
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("TARGET_CONTRACT_FROM_DOTENV=yes\n")
+    monkeypatch.delenv("TARGET_CONTRACT_FROM_DOTENV", raising=False)
+    found = parse_environment_config({"properties": {}}, "TARGET_CONTRACT_", dotenv_path=dotenv)
+    assert found == {}
+    assert os.environ.get("TARGET_CONTRACT_FROM_DOTENV") == "yes"
+    monkeypatch.delenv("TARGET_CONTRACT_FROM_DOTENV")
+
+
+def test_failing_map_expression_names_the_expression_and_property() -> None:
+    from target_carecycle.sdk_shims import failing_map_expression
+
+    for maps, record, expected in (
+        ({"name": "name + 1"}, {"id": 1, "name": "text"}, ("name", "name + 1")),
+        ({"__filter__": "no_such_name > 1"}, {"id": 1}, ("__filter__", "no_such_name > 1")),
+    ):
+        target = MinimalTarget(config={"stream_maps": {STREAM: maps}})
+        with pytest.raises(Exception) as caught:
+            run(target, [schema_message(), record_message(record)])
+        assert failing_map_expression(caught.value) == expected
+    assert failing_map_expression(ValueError("elsewhere")) is None
+
+
+def test_batch_config_and_storage_target_open_a_manifest_url(tmp_path: Path) -> None:
+    from target_carecycle.sdk_shims import BatchConfig, StorageTarget
+
+    path = tmp_path / "part.jsonl"
+    path.write_text("{}\n")
+    head, tail = StorageTarget.split_url(path.as_uri())
+    with StorageTarget.from_url(head).open(tail, mode="rb") as handle:
+        assert handle.read() == b"{}\n"
+    config = BatchConfig.from_dict(
+        {"encoding": {"format": "jsonl"}, "storage": {"root": tmp_path.as_uri()}}
+    )
+    assert isinstance(config.storage, StorageTarget)
