@@ -20,7 +20,9 @@ from pathlib import Path
 import nox
 
 PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
-FAST_TIER = ["-m", "not pipelines"]
+# The slow multi-process tests (store torture, concurrent runs, pacing) exercise no
+# version-specific code beyond what the rest covers; they run once, in `make test`.
+FAST_TIER = ["-m", "not pipelines and not slow"]
 
 nox.options.default_venv_backend = "uv"
 nox.options.sessions = ["tests"]

@@ -89,6 +89,7 @@ def test_transient_faults_are_retried_until_every_lead_is_stored_once(tmp_path, 
     assert_nothing_leaked(run, leads)
 
 
+@pytest.mark.slow
 def test_rate_limited_sandbox_slows_the_target_down_without_losing_leads(tmp_path):
     leads = distinctive_leads(LEADS)
     with running_sandbox(secret_sandbox(rate_limit=120, rate_burst=2)) as sandbox:

@@ -249,6 +249,7 @@ def wait_until(ready: Any, limit: float = 120) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_kill_9_then_rerun_resends_only_what_the_store_does_not_vouch_for(tmp_path):
     """After kill -9 the store vouches only for leads careCycle holds, and every lead careCycle
     holds is either vouched for or still claimed (in flight, or acknowledged in the last
@@ -291,6 +292,7 @@ def test_kill_9_then_rerun_resends_only_what_the_store_does_not_vouch_for(tmp_pa
         }
 
 
+@pytest.mark.slow
 def test_two_concurrent_runs_share_the_key_budget(tmp_path):
     """Against a strict limit (2 a second, no burst) two runs sharing a store stay within it.
 

@@ -81,6 +81,7 @@ def held_by_careCycle(sandbox: RunningSandbox) -> dict[str, dict[str, Any]]:
 # 1. Two runs on one store: a late acknowledgement never overrides another run's version
 
 
+@pytest.mark.slow
 def test_a_late_acknowledgement_never_vouches_for_a_version_careCycle_no_longer_holds(
     sandbox, tmp_path
 ):
@@ -118,6 +119,7 @@ def test_a_late_acknowledgement_never_vouches_for_a_version_careCycle_no_longer_
 # 2. A request careCycle applies after the client gave up on it
 
 
+@pytest.mark.slow
 def test_a_lead_whose_request_was_applied_late_is_not_recorded_in_that_run(sandbox, tmp_path):
     """A2's first request is held by careCycle past the client's timeout; the retry and then
     A3 are answered; then careCycle applies the held A2, last. The run must not record A3
@@ -382,6 +384,7 @@ def test_sigterm_while_the_store_is_locked_mid_run_ends_the_run_at_once(sandbox,
     assert_accounted({"received": tally["received"], "unsent": tally["not sent (run stopped)"]})
 
 
+@pytest.mark.slow
 def test_overlapping_runs_of_the_same_leads_leave_only_true_digests(tmp_path):
     """Two runs with different versions of the same 400 leads (in opposite orders), started
     together, three times: whatever the store vouches for is what careCycle applied last."""
