@@ -85,6 +85,8 @@ class StreamHistory:
             if not isinstance(reason, str):
                 raise ReportDataError("reasons: a reason must be text")
             _check_count("reasons", value)
+            if value == 0:
+                raise ReportDataError("reasons: a reason's count is at least 1")
 
     @property
     def refused(self) -> int:
