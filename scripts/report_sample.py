@@ -68,7 +68,7 @@ def _stream(
     }
     assert set(counts) == set(COUNT_KEYS)
     requests = math_ceil(succeeded + failed, 200) + rate_limited + retries
-    top = dict(sorted(reasons.items(), key=lambda item: -item[1])[:5])
+    top = dict(sorted(((r, n) for r, n in reasons.items() if n), key=lambda item: -item[1])[:5])
     return StreamHistory(counts, requests, rate_limited, retries, top)
 
 
@@ -110,7 +110,7 @@ def sample_runs(nights: int = 30) -> tuple[list[RunRecord], list[RefusedRecord]]
             rate_limited=rate_limited, unsent=unsent, retries=retries,
         )  # fmt: skip
         forms = _stream(rng, forms_n, 1.0 if first else 0.8, reasons_f)
-        took = timedelta(seconds=40 + contacts.requests * 1.1 + rate_limited * 30)
+        took = timedelta(seconds=30 + contacts_n / 150 + contacts.requests + rate_limited * 25)
         runs.append(
             RunRecord(
                 run_id=run_id,

@@ -801,7 +801,7 @@ h1{font-size:22px;margin:4px 0}h2{font-size:18px;margin:28px 0 6px;border-bottom
 padding-bottom:4px}h3{font-size:15px;margin:16px 0 2px}
 .sub{color:#57606a;margin:0 0 12px}
 .cards{display:flex;flex-wrap:wrap;gap:8px;margin:12px 0}
-.card{border:1px solid #d0d7de;border-radius:6px;padding:6px 12px;min-width:92px}
+.card{border:1px solid #d0d7de;border-radius:6px;padding:6px 12px;min-width:80px}
 .card b{display:block;font-size:20px}.card span{color:#57606a;font-size:12px}
 .badge{display:inline-block;border-radius:10px;padding:1px 8px;color:#fff;font-size:12px}
 .chart{width:100%;height:auto;display:block}
@@ -821,7 +821,8 @@ font-variant-numeric:tabular-nums}
 td.t{white-space:nowrap}
 td.id{font-family:ui-monospace,"DejaVu Sans Mono",monospace;word-break:break-all}
 .why{color:#57606a;font-size:12px}.note{color:#57606a}
-footer{margin-top:32px;color:#57606a;font-size:12px}
+tr.reason td{border-top:0;padding-top:0}tr:has(+tr.reason) td{border-bottom:0}
+.wide{overflow-x:auto}footer{margin-top:32px;color:#57606a;font-size:12px}
 """
 
 
@@ -831,23 +832,27 @@ def _badge(status: str) -> str:
 
 def _cards(run: RunRecord) -> str:
     totals = run.totals()
+    status = f'<b style="color:{STATUS_COLOURS[run.status]}">{run.status}</b>'
     cards = [
-        ("status", _badge(run.status)),
-        ("started (UTC)", _h(_minute(run.started_at))),
-        ("took", _duration(run.duration_seconds)),
-        ("received", _grouped(totals["received"])),
-        ("sent", _grouped(totals["succeeded"])),
-        ("unchanged", _grouped(totals["unchanged"])),
-        ("failed", _grouped(totals["failed"])),
-        ("rejected", _grouped(totals["rejected"])),
-        ("requests", _grouped(run.requests)),
-        ("429 answers", _grouped(run.rate_limited)),
+        ("received", totals["received"]),
+        ("sent", totals["succeeded"]),
+        ("unchanged", totals["unchanged"]),
+        ("failed", totals["failed"]),
+        ("rejected", totals["rejected"]),
+        ("requests", run.requests),
+        ("429 answers", run.rate_limited),
     ]
     body = "".join(
-        f'<div class="card"><b>{value}</b><span>{name}</span></div>' for name, value in cards
+        f'<div class="card"><b>{_grouped(value)}</b><span>{name}</span></div>'
+        for name, value in cards
+    )
+    head = (
+        f'<p class="sub">Started {_h(_minute(run.started_at))} UTC, '
+        f"took {_duration(run.duration_seconds)}, version {_h(run.target_version)}</p>"
     )
     reason = f'<p class="why">Reason: {_h(run.reason)}</p>' if run.reason else ""
-    return f'<div class="cards">{body}</div>{reason}'
+    first = f'<div class="card">{status}<span>status</span></div>'
+    return f'{head}<div class="cards">{first}{body}</div>{reason}'
 
 
 _RUN_TABLE_COUNTS = ("received", "succeeded", "unchanged", "failed", "rejected", "merged",
@@ -855,29 +860,40 @@ _RUN_TABLE_COUNTS = ("received", "succeeded", "unchanged", "failed", "rejected",
 
 
 def _runs_table(runs: Sequence[RunRecord]) -> str:
+    """Every run, newest first; the failure's reason on a line of its own under its run.
+
+    The version gets a column only when the runs used more than one (then it matters).
+    """
+    versions = len({run.target_version for run in runs}) > 1
     heads = "".join(
         f'<th class="n">{"sent" if key == "succeeded" else key}</th>' for key in _RUN_TABLE_COUNTS
     )
+    columns = 3 + len(_RUN_TABLE_COUNTS) + 3 + versions
     rows = [
-        "<table><thead><tr><th>started (UTC)</th><th>took</th><th>status</th>"
+        '<div class="wide"><table><thead><tr><th>started (UTC)</th><th>took</th><th>status</th>'
         f'{heads}<th class="n">requests</th><th class="n">429s</th><th class="n">retries</th>'
-        "<th>version</th></tr></thead><tbody>"
+        f"{'<th>version</th>' if versions else ''}</tr></thead><tbody>"
     ]
     for run in runs:
         totals = run.totals()
         numbers = "".join(
             f'<td class="n">{_grouped(totals[key])}</td>' for key in _RUN_TABLE_COUNTS
         )
-        reason = f'<div class="why">{_h(run.reason)}</div>' if run.reason else ""
+        version = f"<td>{_h(run.target_version)}</td>" if versions else ""
+        tip = f"run {run.run_id}, target-carecycle {run.target_version}"
         rows.append(
-            f'<tr><td class="t" title="run {_h(run.run_id)}">{_h(_minute(run.started_at))}</td>'
-            f'<td class="t">{_duration(run.duration_seconds)}</td>'
-            f"<td>{_badge(run.status)}{reason}</td>"
+            f'<tr><td class="t" title="{_h(tip)}">{_h(_minute(run.started_at))}</td>'
+            f'<td class="t">{_duration(run.duration_seconds)}</td><td>{_badge(run.status)}</td>'
             f'{numbers}<td class="n">{_grouped(run.requests)}</td>'
             f'<td class="n">{_grouped(run.rate_limited)}</td>'
-            f'<td class="n">{_grouped(run.retries)}</td><td>{_h(run.target_version)}</td></tr>'
+            f'<td class="n">{_grouped(run.retries)}</td>{version}</tr>'
         )
-    rows.append("</tbody></table>")
+        if run.reason:
+            rows.append(
+                f'<tr class="reason"><td></td><td colspan="{columns - 1}" class="why">'
+                f"{_h(run.reason)}</td></tr>"
+            )
+    rows.append("</tbody></table></div>")
     return "".join(rows)
 
 
