@@ -326,11 +326,15 @@ def _pad(text: str, width: int, right: bool = False) -> str:
 def defuse_csv_cell(value: str) -> str:
     """A cell a spreadsheet shows as text: one starting with = + - @ tab or CR gets a "'".
 
+    A NUL character, which Python 3.10's csv module cannot write and spreadsheets cut text
+    at, becomes U+FFFD (the replacement character).
+
     Excel, LibreOffice and Google Sheets run such a cell as a formula when the CSV is opened
     (`=HYPERLINK(...)` can send other cells away, `=cmd|...` could start a program on old
     Excel). externalIds and reasons come from the CRM and careCycle, so they are not trusted.
     The apostrophe is visible in the cell: strip it before matching such an id in the CRM.
     """
+    value = value.replace("\x00", "\ufffd")
     return "'" + value if value.startswith(FORMULA_STARTS) else value
 
 
@@ -518,8 +522,8 @@ def render_csv(refused: Iterable[RefusedRecord]) -> str:
     """The refused records given (the latest run's), one row each, for the CRM owner to fix.
 
     Cells keep their exact text, except that a cell starting with = + - @ tab or CR is
-    prefixed with an apostrophe (see defuse_csv_cell). RFC 4180: CRLF line ends, quoting
-    where needed; a record without an externalId has an empty first cell.
+    prefixed with an apostrophe and NUL becomes U+FFFD (see defuse_csv_cell). RFC 4180: CRLF
+    line ends, quoting where needed; a record without an externalId has an empty first cell.
     """
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")

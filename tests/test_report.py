@@ -8,6 +8,8 @@ import csv
 import io
 import json
 import re
+import subprocess
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import timedelta
@@ -378,6 +380,8 @@ def test_json_round_trips_to_the_input_counts(runs):
         ("\rx", "'\rx"),
         ("a=b", "a=b"),
         ("'quoted", "'quoted"),
+        ("nul\x00", "nul\ufffd"),
+        ("\x00=1", "\ufffd=1"),
         ("", ""),
     ],
 )
@@ -410,7 +414,8 @@ def test_csv_cells_never_start_with_a_formula_character_and_keep_their_text(refu
         assert not any(cell.startswith(report.FORMULA_STARTS) for cell in row)
         given_cells = [record.external_id or "", record.stream, record.outcome, record.reason]
         for cell, original in zip(row, given_cells, strict=True):
-            assert cell == original or cell == "'" + original
+            text = original.replace("\x00", "\ufffd")  # NUL: see defuse_csv_cell
+            assert cell == text or cell == "'" + text
 
 
 # -- HTML -----------------------------------------------------------------------------------------
@@ -559,3 +564,12 @@ def test_reasons_chart_shows_the_refused_records_no_reason_was_kept_for():
     unit = heights[report.REASON_COLOURS[0]] / 6
     assert heights[report.REASON_COLOURS[1]] == pytest.approx(4 * unit, abs=0.2)
     assert heights[report.UNRECORDED_REASONS_COLOUR] == pytest.approx(5 * unit, abs=0.2)
+
+
+def test_the_sample_script_writes_an_inert_page(tmp_path):
+    page = tmp_path / "sample.html"
+    script = Path(__file__).parents[1] / "scripts" / "report_sample.py"
+    subprocess.run([sys.executable, str(script), "--out", str(page)], check=True, timeout=120)
+    parsed = _assert_inert(page.read_text(encoding="utf-8"))
+    text = "".join(parsed.text)
+    assert "30 runs from 2026-04-01" in text and "crm-4700" in text
