@@ -3,6 +3,8 @@
     .venv/bin/python scripts/report_sample.py --out /tmp/report.html
     .venv/bin/python scripts/report_sample.py --out /tmp/report.html --png docs/img/report.png
 
+(the second writes the picture in docs/history.md: the page's top 1,700 pixels, 1,060 wide).
+
 Thirty nightly runs of two streams tell a typical story: a first full load, then mostly
 unchanged leads, a batch of bad phone numbers from a CRM import, a night of 429s when another
 pipeline shared the key, a failed run and an interrupted one. The PNG is taken with Debian's
@@ -147,7 +149,7 @@ def write_sample(out: Path) -> None:
     out.write_text(page, encoding="utf-8")
 
 
-def screenshot(page: Path, png: Path, width: int = 1100, height: int = 2400) -> None:
+def screenshot(page: Path, png: Path, width: int = 1060, height: int = 1700) -> None:
     """A PNG of the page's first `height` pixels, by headless chromium (no network used)."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
@@ -170,12 +172,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="the HTML file to write")
     parser.add_argument("--png", type=Path, help="also write a screenshot of it here")
-    parser.add_argument("--height", type=int, default=2400, help="screenshot height in pixels")
+    parser.add_argument("--width", type=int, default=1060, help="screenshot width in pixels")
+    parser.add_argument("--height", type=int, default=1700, help="screenshot height in pixels")
     args = parser.parse_args()
     write_sample(args.out)
     print(args.out)
     if args.png:
-        screenshot(args.out, args.png, height=args.height)
+        screenshot(args.out, args.png, width=args.width, height=args.height)
         print(args.png)
 
 

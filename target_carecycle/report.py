@@ -508,9 +508,13 @@ def run_as_json(run: RunRecord) -> dict[str, Any]:
 
 
 def render_json(runs: Iterable[RunRecord]) -> str:
-    """`{"runs": [...]}`, newest first (schema: docs/report.schema.json)."""
+    """`{"runs": [...]}`, newest first (schema: docs/report.schema.json).
+
+    ASCII only: every other character is a JSON escape, so the output is safe to print to a
+    terminal (no C1 control or bidi override from a stream name reaches it raw).
+    """
     document = {"runs": [run_as_json(run) for run in newest_first(runs)]}
-    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    return json.dumps(document, indent=2) + "\n"
 
 
 # -- CSV ----------------------------------------------------------------------------------------
@@ -592,7 +596,7 @@ class _Series:
 def _nice_step(top: float, ticks: int = 4) -> float:
     rough = max(top, 1) / ticks
     power = 10.0 ** math.floor(math.log10(rough))
-    for factor in (1, 2, 2.5, 5, 10):
+    for factor in (1, 2, 5, 10):
         if rough <= factor * power:
             step = factor * power
             return step if step >= 1 else 1
@@ -826,17 +830,18 @@ td.t{white-space:nowrap}
 td.id{font-family:ui-monospace,"DejaVu Sans Mono",monospace;word-break:break-all}
 .why{color:#57606a;font-size:12px}.note{color:#57606a}
 tr.reason td{border-top:0;padding-top:0}tr:has(+tr.reason) td{border-bottom:0}
-.wide{overflow-x:auto}footer{margin-top:32px;color:#57606a;font-size:12px}
+.wide{overflow-x:auto}h3,.sub,.legend,.why{overflow-wrap:anywhere}td{overflow-wrap:break-word}
+footer{margin-top:32px;color:#57606a;font-size:12px}
 """
 
 
 def _badge(status: str) -> str:
-    return f'<span class="badge" style="background:{STATUS_COLOURS[status]}">{status}</span>'
+    return f'<span class="badge" style="background:{STATUS_COLOURS[status]}">{_h(status)}</span>'
 
 
 def _cards(run: RunRecord) -> str:
     totals = run.totals()
-    status = f'<b style="color:{STATUS_COLOURS[run.status]}">{run.status}</b>'
+    status = f'<b style="color:{STATUS_COLOURS[run.status]}">{_h(run.status)}</b>'
     cards = [
         ("received", totals["received"]),
         ("sent", totals["succeeded"]),
@@ -926,7 +931,7 @@ def _refused_table(refused: Sequence[RefusedRecord] | None) -> str:
     for record in refused[:HTML_TABLE_LIMIT]:
         rows.append(
             f'<tr><td class="id">{_h(record.external_id or "(none)")}</td>'
-            f"<td>{_h(record.stream)}</td><td>{record.outcome}</td>"
+            f"<td>{_h(record.stream)}</td><td>{_h(record.outcome)}</td>"
             f"<td>{_h(record.reason)}</td></tr>"
         )
     rows.append("</tbody></table>")
@@ -946,7 +951,7 @@ def _repeated_table(repeated: Sequence[RepeatedRefusal] | None) -> str:
         rows.append(
             f'<tr><td class="id">{_h(item.external_id)}</td><td>{_h(item.stream)}</td>'
             f'<td class="n">{item.runs}</td><td class="t">{_h(_minute(item.first_at))}</td>'
-            f"<td>{item.last_outcome}: {_h(item.last_reason)}</td></tr>"
+            f"<td>{_h(item.last_outcome)}: {_h(item.last_reason)}</td></tr>"
         )
     rows.append("</tbody></table>")
     return _capped_note(len(repeated), "externalIds") + "".join(rows)

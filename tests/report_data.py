@@ -129,7 +129,7 @@ def run_records(draw: st.DrawFn) -> RunRecord:
         reason=draw(st.none() | hostile_text),
         target_version=draw(hostile_text),
         account=RunAccount(draw(hostile_text), draw(hostile_text)),
-        streams=draw(st.dictionaries(hostile_text, stream_histories(), min_size=1, max_size=4)),
+        streams=draw(st.dictionaries(hostile_text, stream_histories(), max_size=4)),
         sync_log=draw(st.booleans()),
     )
 

@@ -353,7 +353,9 @@ def test_the_account_url_never_carries_user_info_or_a_query(url, shown):
 @settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(run_records(), max_size=4))
 def test_json_round_trips_to_the_input_counts(runs):
-    document = json.loads(render_json(runs))
+    written = render_json(runs)
+    assert written.isascii()
+    document = json.loads(written)
     jsonschema.validate(document, SCHEMA)
     ordered = report.newest_first(runs)
     assert len(document["runs"]) == len(ordered)
