@@ -21,10 +21,10 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from singer_sdk import metrics
 
@@ -45,6 +45,22 @@ WARNINGS_PER_REASON = 5
 MAX_SUPPRESSED_REASON_LINES = 20
 
 logger = logging.getLogger("target-carecycle.outcomes")
+
+
+class RecordLog(Protocol):
+    """Where each record's outcome goes by externalId (the opt-in sync log, history.py)."""
+
+    def add(
+        self,
+        stream: str,
+        external_id: str | None,
+        outcome: str,
+        *,
+        reason: str | None = None,
+        carecycle_id: str | None = None,
+    ) -> None: ...
+
+    def add_many(self, stream: str, external_ids: Iterable[str], outcome: str) -> None: ...
 
 
 class TooManyRecordErrors(Exception):
@@ -192,6 +208,8 @@ class RunOutcomes:
         # The outcome accepted leads are counted under in metrics and summaries: a dry run
         # never calls anything `succeeded`.
         self.sent_outcome = "would_send" if dry_run else "succeeded"
+        # The sync log (history.SyncLog, opt in): told each record's outcome by externalId.
+        self.record_log: RecordLog | None = None
 
     def tally(self, stream: str) -> StreamTally:
         """The counts for `stream` (created on first use)."""
@@ -211,16 +229,20 @@ class RunOutcomes:
         self.tally(stream).skipped += 1
         self._count(stream, "skipped")
 
-    def unchanged(self, stream: str, count: int) -> None:
+    def unchanged(self, stream: str, count: int, external_ids: Iterable[str] = ()) -> None:
         """Leads equal to what careCycle last acknowledged for their externalIds: not sent."""
         if count:
             self.tally(stream).unchanged += count
             self._count(stream, "unchanged", count)
+        if self.record_log is not None:
+            self.record_log.add_many(stream, external_ids, "unchanged")
 
     def merged(self, stream: str, position: int, external_id: str) -> None:
         """An earlier lead with the same externalId in the batch was replaced by a later one."""
         self.tally(stream).merged += 1
         self._count(stream, "merged")
+        if self.record_log is not None:
+            self.record_log.add(stream, external_id, "merged")
         logger.info(
             "Merged: stream=%s position=%d externalId=%s (a later record has the same externalId)",
             printable(stream),
@@ -260,6 +282,8 @@ class RunOutcomes:
         """
         self.tally(stream).succeeded += 1
         self._count(stream, self.sent_outcome)
+        if self.record_log is not None:
+            self.record_log.add(stream, external_id, "succeeded", carecycle_id=carecycle_id)
         if self._results is not None:
             receipt: dict[str, Any] = {
                 "run": self.run_started_at,
@@ -271,11 +295,13 @@ class RunOutcomes:
                 receipt["position"] = position
             self._results.write(receipt)
 
-    def unsent(self, stream: str, count: int) -> None:
+    def unsent(self, stream: str, count: int, external_ids: Iterable[str] = ()) -> None:
         """Leads that were never delivered because the run stopped early."""
         if count:
             self.tally(stream).unsent += count
             self._count(stream, "unsent", count)
+        if self.record_log is not None:
+            self.record_log.add_many(stream, external_ids, "unsent")
 
     def _refused(
         self,
@@ -289,6 +315,8 @@ class RunOutcomes:
         tally = self.tally(stream)
         tally.reasons[reason] += 1
         self._count(stream, status)
+        if self.record_log is not None:
+            self.record_log.add(stream, external_id, status, reason=reason)
         self._warned[(status, reason)] += 1
         if self._warned[(status, reason)] <= WARNINGS_PER_REASON:
             logger.warning(

@@ -246,6 +246,24 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
             "its externalId (outcome `unchanged`). false: send every lead (still recorded)."
         ),
     ),
+    th.Property(
+        "sync_log",
+        th.BooleanType,
+        default=False,
+        title="Sync log",
+        description=(
+            "Also keep each record's outcome in the sync store (run, stream, externalId, "
+            "outcome, reason, careCycle's id), for `carecycle-report`: the store then holds "
+            "externalIds in clear. See docs/history.md."
+        ),
+    ),
+    th.Property(
+        "sync_log_retention_days",
+        th.IntegerType(minimum=1, maximum=36500),  # a century: beyond it dates overflow
+        default=30,
+        title="Sync log retention (days)",
+        description="Sync log rows older than this are deleted at the end of each run.",
+    ),
 ).to_dict()
 
 

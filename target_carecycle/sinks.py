@@ -314,7 +314,7 @@ class CareCycleSink(BatchSink):
             unchanged, claimed = self._claim(entries)
             self._batch = {}
             self._target.pending.release(external_ids, self)
-            self._outcomes.unchanged(self.stream_name, len(unchanged))
+            self._outcomes.unchanged(self.stream_name, len(unchanged), unchanged)
             to_send = [entry for entry in entries if entry.external_id not in unchanged]
             if not to_send:
                 return
@@ -329,6 +329,7 @@ class CareCycleSink(BatchSink):
                     if sync_run is not None and claimed is not None
                     else None
                 ),
+                stream=self.stream_name,  # the run history's requests per stream
             )
 
     def _digest(self, entries: list[PendingLead]) -> None:
@@ -379,11 +380,11 @@ class CareCycleSink(BatchSink):
             self._target.sync_run.check()  # a failure of the store's writer stops the run
 
     def _record_lost(self, entries: list[PendingLead]) -> None:
-        self._outcomes.unsent(self.stream_name, len(entries))
+        self._outcomes.unsent(self.stream_name, len(entries), (e.external_id for e in entries))
 
     def abandon_pending(self) -> None:
         """After a stop: leads still waiting in the batch will not be sent."""
-        self._outcomes.unsent(self.stream_name, len(self._batch))
+        self._outcomes.unsent(self.stream_name, len(self._batch), self._batch)
         self._target.pending.release(self._batch, self)
         self._batch = {}
 

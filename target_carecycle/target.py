@@ -27,6 +27,7 @@ from target_carecycle.client import (
     UploadDispatcher,
 )
 from target_carecycle.fatal import StreamMapFailed, log_fatal, stream_map_failure
+from target_carecycle.history import RunHistory
 from target_carecycle.mapping import MappingConfigError
 from target_carecycle.outcomes import OutputFileError, RunOutcomes, TooManyRecordErrors
 from target_carecycle.preflight import run_check
@@ -145,6 +146,7 @@ class TargetCareCycle(Target):
         self._dispatcher: UploadDispatcher | None = None
         self.sync_store: SyncStore | None = None
         self.sync_run: SyncRun | None = None  # a run that sends, with a store
+        self.history: RunHistory | None = None  # its row in the run history (history.py)
         self._warn_about_batch_size()
 
     def _warn_about_batch_size(self) -> None:
@@ -456,6 +458,9 @@ class TargetCareCycle(Target):
                 skip_unchanged=settings.skip_unchanged,
                 doubt_seconds=DOUBT_TIMEOUTS * settings.client.request_timeout,
             )
+            self.history = RunHistory.start(
+                self.sync_store, self.sync_run.run_id, self.outcomes, self.config
+            )
         self.logger.info(
             "Sync store: %s (%s)",
             self.sync_store.describe(),
@@ -590,6 +595,9 @@ class TargetCareCycle(Target):
         """
         if self._dispatcher is not None:
             self._dispatcher.close()
+        if self.history is not None:  # before the store closes; a failure only warns
+            traffic = self._dispatcher.traffic if self._dispatcher is not None else {}
+            self.history.finish(code, self.outcomes, traffic)
         if not self._close_sync_store() and code == 0:
             code = 1
         client = self._client
