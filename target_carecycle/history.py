@@ -229,8 +229,11 @@ class RunHistory:
     # The end of the run
 
     def finish(self, code: int, outcomes: RunOutcomes, traffic: Mapping[str, SendRecord]) -> None:
-        """Write the end, the status and every stream's counts (and the log's rest): one
-        transaction. Prunes the sync log. Never raises."""
+        """Write the end, the status and every stream's counts in one transaction. Never raises.
+
+        The same transaction writes the sync log's last rows and prunes rows older than the
+        retention.
+        """
         self._detach()
         stopped = code >= EXIT_SIGNAL_BASE
         if code == 0:
@@ -315,8 +318,10 @@ class RunHistory:
 
 @dataclass(frozen=True)
 class History:
-    """What the report needs: the runs (newest first) and the refused records of those runs
-    that kept the sync log."""
+    """What the report needs: the runs, newest first, and their refused records.
+
+    `refused` holds the sync log's failed and rejected records of the runs that kept it.
+    """
 
     runs: list[RunRecord]
     refused: list[RefusedRecord]
@@ -431,7 +436,7 @@ def read_history(store: SyncStore, *, account: bytes | None, runs: int) -> Histo
     return store.transaction(read, write=False)
 
 
-def _run_record(row: Mapping[str, Any], streams: Mapping[str, StreamHistory]) -> RunRecord:
+def _run_record(row: Any, streams: Mapping[str, StreamHistory]) -> RunRecord:
     status = row["status"]
     finished = status in ("succeeded", "failed", "interrupted") and row["ended_at"] is not None
     started = _aware(row["started_at"])
@@ -443,9 +448,7 @@ def _run_record(row: Mapping[str, Any], streams: Mapping[str, StreamHistory]) ->
         status=status if finished else "unfinished",
         reason=row["reason"],
         target_version=row["target_version"],
-        account=RunAccount(
-            row["api_url"] or "unknown", (row["key_fingerprint"] or "unknown")[:16]
-        ),
+        account=RunAccount(row["api_url"] or "unknown", (row["key_fingerprint"] or "unknown")[:16]),
         # An unfinished run's counts are unknown: none are shown rather than wrong ones.
         streams=dict(streams) if finished else {},
         sync_log=bool(row["sync_log"]),

@@ -58,9 +58,11 @@ class RecordLog(Protocol):
         *,
         reason: str | None = None,
         carecycle_id: str | None = None,
-    ) -> None: ...
+    ) -> None:
+        """One record's outcome (careCycle's id when it accepted the lead)."""
 
-    def add_many(self, stream: str, external_ids: Iterable[str], outcome: str) -> None: ...
+    def add_many(self, stream: str, external_ids: Iterable[str], outcome: str) -> None:
+        """The same outcome for several records (unchanged, unsent)."""
 
 
 class TooManyRecordErrors(Exception):

@@ -42,6 +42,7 @@ class ReportError(Exception):
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command line (argparse exits 2 with its usage on a bad one)."""
     parser = argparse.ArgumentParser(
         prog=PROGRAM,
         description=(
@@ -166,8 +167,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         text = render(history, args.format, runs)
         if args.out:
             write_out(args.out, text)
-            print(f"{PROGRAM}: {args.format} report of {len(history.runs)} runs written to "
-                  f"{printable(args.out)}", file=sys.stderr)
+            print(
+                f"{PROGRAM}: {args.format} report of {len(history.runs)} runs written to "
+                f"{printable(args.out)}",
+                file=sys.stderr,
+            )
         else:
             sys.stdout.write(text)
             sys.stdout.flush()
