@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from target_runner import TargetRun, run_target, start_target, target_config, wait_for_stats
+from test_report_browser import chromium, visit  # noqa: F401 (chromium: a fixture)
 
 from target_carecycle.history import LOG_BATCH_ROWS
 from target_carecycle.report import COUNT_KEYS
@@ -426,3 +427,25 @@ def test_runs_option_limits_the_report(secret_sandbox, tmp_path):
         time.sleep(0.01)
     assert len(report_json(tmp_path, config, "--runs", "2")) == 2
     assert len(report_json(tmp_path, config)) == 3
+
+
+@pytest.mark.browser
+def test_the_html_of_real_runs_opens_in_chromium_without_a_request(
+    chromium,  # noqa: F811 (the fixture imported from test_report_browser)
+    secret_sandbox,
+    tmp_path,
+):
+    sandbox = secret_sandbox
+    config = target_config(sandbox, sync_store=str(tmp_path / "s.sqlite"), sync_log=True)
+    leads = leads_of(40)
+    leads[1]["phoneNumber"] = "7"
+    for _ in range(2):
+        assert run_target(tmp_path, config, lines(leads)).returncode == 0
+        leads[2]["lastName"] = "Changed"
+    page = tmp_path / "report.html"
+    done = report(tmp_path, config, "--format", "html", "--out", str(page))
+    assert done.returncode == 0, done.stderr
+    seen = visit(chromium, page.as_uri(), tmp_path / "profile")
+    assert seen.requests == [page.as_uri()]
+    assert seen.problems == [] and seen.scripts == 0
+    assert "leads-1" in seen.text and "Refused records per run, by reason" in seen.text
