@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -58,6 +59,9 @@ LOG_BATCH_ROWS = 5_000  # sync log rows buffered before one insert (one transact
 TOP_REASONS = 10  # reasons kept per stream and run
 MAX_REASON_CHARS = 500
 EXIT_SIGNAL_BASE = 128  # the target's exit code after a stop signal is 128 + its number
+# For benchmarks/bench_history.py only: "1" turns the history off, to measure what it costs
+# against the same code in the same session. Not a setting (users have no reason to).
+BENCHMARK_SWITCH = "CARECYCLE_BENCHMARK_NO_HISTORY"
 _IDENTIFIER = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _FATAL_PREFIX = f"{LOGGER_NAME}: "
 
@@ -145,6 +149,8 @@ class RunHistory:
         None (after one warning line) when the store cannot take the row: the run goes on
         without a history.
         """
+        if os.environ.get(BENCHMARK_SWITCH) == "1":
+            return None
         sync_log = config.get(SYNC_LOG_SETTING) is True
         retention = config.get(RETENTION_SETTING)
         history = cls(

@@ -11,6 +11,7 @@ from typing import Any
 
 from pipeline_helpers import MeltanoProject, PostgresServer, clean_env, write_csv
 from test_sync_store_pipelines import HEADER, crm_rows, run_in_home
+from test_unattended_meltano import run_summary
 
 from target_carecycle.sandbox import RunningSandbox, SandboxConfig, running_sandbox
 from target_carecycle.sandbox.samples import api_leads, singer_lines
@@ -50,8 +51,8 @@ def test_meltano_invokes_the_report_with_the_plugins_settings(
     document = json.loads(out.read_text())
     runs = document["runs"]
     assert len(runs) == 2 and [run["status"] for run in runs] == ["succeeded"] * 2
-    assert runs[0]["run_id"] == second.target_summary()["run_id"]
-    assert runs[1]["run_id"] == first.target_summary()["run_id"]
+    assert runs[0]["run_id"] == run_summary(second)["run_id"]
+    assert runs[1]["run_id"] == run_summary(first)["run_id"]
     assert runs[0]["streams"]["crm_csv"]["unchanged"] == 30
     assert runs[1]["streams"]["crm_csv"]["succeeded"] == 30
     assert sandbox.api_key not in done.stdout
