@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import re
+import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -28,6 +29,7 @@ from typing import Any
 
 from sqlalchemy import Table, and_, select
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
 
 from target_carecycle.client import SendRecord
 from target_carecycle.fatal import LOGGER_NAME
@@ -302,7 +304,9 @@ class RunHistory:
         except (SyncStoreError, StoreInterrupted) as exc:
             self._warn(str(exc))
             return False
-        except Exception as exc:  # a driver's surprise must not fail a run that delivered
+        except (SQLAlchemyError, sqlite3.Error, OSError, ValueError) as exc:
+            # A driver's surprise must not fail a run that delivered. Nothing broader: the
+            # run's stop signal arrives as an exception and must reach the run.
             self._warn(type(exc).__name__)
             return False
         return True
@@ -407,8 +411,8 @@ def read_history(store: SyncStore, *, account: bytes | None, runs: int) -> Histo
                     retries=_whole(stream["retries"]),
                     reasons=_reasons(stream["reasons"]),
                 )
-        records = [_run_record(row, streams[row["run"]]) for row in rows]
-        run_ids = {row["run"]: row["run_id"] for row in rows}
+        run_ids = _distinct_run_ids(rows)
+        records = [_run_record(row, run_ids[row["run"]], streams[row["run"]]) for row in rows]
         logged = [row["run"] for row in rows if row["sync_log"]]
         refused: list[RefusedRecord] = []
         for chunk in _chunks(logged, 500):
@@ -442,13 +446,30 @@ def read_history(store: SyncStore, *, account: bytes | None, runs: int) -> Histo
     return store.transaction(read, write=False)
 
 
-def _run_record(row: Any, streams: Mapping[str, StreamHistory]) -> RunRecord:
+def _distinct_run_ids(rows: Sequence[Any]) -> dict[bytes, str]:
+    """Each run's id, made distinct where several runs share one.
+
+    The targets of one `meltano run` share its MELTANO_RUN_ID: those become `<run id>/<the
+    first 8 hex digits of the run's token>`.
+    """
+    seen: dict[str, int] = {}
+    for row in rows:
+        seen[row["run_id"]] = seen.get(row["run_id"], 0) + 1
+    return {
+        row["run"]: row["run_id"]
+        if seen[row["run_id"]] == 1
+        else f"{row['run_id']}/{row['run'].hex()[:8]}"
+        for row in rows
+    }
+
+
+def _run_record(row: Any, run_id: str, streams: Mapping[str, StreamHistory]) -> RunRecord:
     status = row["status"]
     finished = status in ("succeeded", "failed", "interrupted") and row["ended_at"] is not None
     started = _aware(row["started_at"])
     assert started is not None  # NOT NULL
     return RunRecord(
-        run_id=row["run_id"],
+        run_id=run_id,
         started_at=started,
         ended_at=_aware(row["ended_at"]) if finished else None,
         status=status if finished else "unfinished",

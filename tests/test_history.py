@@ -449,3 +449,21 @@ def test_the_html_of_real_runs_opens_in_chromium_without_a_request(
     assert seen.requests == [page.as_uri()]
     assert seen.problems == [] and seen.scripts == 0
     assert "leads-1" in seen.text and "Refused records per run, by reason" in seen.text
+
+
+def test_runs_sharing_a_meltano_run_id_stay_apart(secret_sandbox, tmp_path):
+    """The targets of one `meltano run` share MELTANO_RUN_ID: the CSV is the latest's only."""
+    sandbox = secret_sandbox
+    config = target_config(sandbox, sync_store=str(tmp_path / "s.sqlite"), sync_log=True)
+    env = {"MELTANO_RUN_ID": "3f2c9e1a-shared"}
+    first, second = leads_of(10), leads_of(10, start=50)
+    first[1]["phoneNumber"] = "1"
+    second[2]["phoneNumber"] = "2"
+    for leads in (first, second):
+        assert run_target(tmp_path, config, lines(leads), env=env).returncode == 0
+    runs = report_json(tmp_path, config)
+    ids = [run["run_id"] for run in runs]
+    assert len(set(ids)) == 2 and all(i.startswith("3f2c9e1a-shared/") for i in ids)
+    done = report(tmp_path, config, "--format", "csv")
+    assert done.returncode == 0, done.stderr
+    assert [row[0] for row in csv.reader(io.StringIO(done.stdout))][1:] == ["leads-52"]
