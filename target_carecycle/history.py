@@ -110,13 +110,16 @@ class _FirstError(logging.Handler):
         self.first = printable(message, MAX_REASON_CHARS)
 
 
-@dataclass(frozen=True)
-class _LogRow:
-    stream: str
-    external_id: str | None
-    outcome: str
-    reason: str | None
-    carecycle_id: str | None
+# A buffered sync log row: (stream, externalId, outcome, reason, careCycle's id). Plain tuples
+# and one driver-level executemany per batch: the log's cost per record is a few microseconds.
+_LogRow = tuple[str, str | None, str, str | None, str | None]
+_LOG_COLUMNS = "run, account, stream, external_id, outcome, reason, carecycle_id, recorded_at"
+# SQLAlchemy's text format of a DateTime in SQLite (what its own reads and comparisons expect).
+_SQLITE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
+
+
+def _clean(text: str | None) -> str | None:
+    return text if text is None or "\x00" not in text else storable(text)
 
 
 class RunHistory:
@@ -192,15 +195,13 @@ class RunHistory:
         carecycle_id: str | None = None,
     ) -> None:
         """Buffer one record's outcome; a full buffer is written in one transaction."""
-        self._rows.append(
-            _LogRow(stream, external_id, outcome, reason, identifier_or_none(carecycle_id))
-        )
+        self._rows.append((stream, external_id, outcome, reason, identifier_or_none(carecycle_id)))
         if len(self._rows) >= LOG_BATCH_ROWS:
             self._flush_log()
 
     def add_many(self, stream: str, external_ids: Iterable[str], outcome: str) -> None:
         """Buffer the same outcome (unchanged, unsent) for several records."""
-        self._rows.extend(_LogRow(stream, eid, outcome, None, None) for eid in external_ids)
+        self._rows.extend((stream, eid, outcome, None, None) for eid in external_ids)
         if len(self._rows) >= LOG_BATCH_ROWS:
             self._flush_log()
 
@@ -208,31 +209,30 @@ class RunHistory:
         if self._log_failed:
             self._rows = []
             return
-        rows = self._log_rows()
-        if not rows:
+        if not self._rows:
             return
-        if self._write(lambda conn: conn.execute(log_table.insert(), rows), after_stop=after_stop):
+        rows = self._rows
+        if self._write(lambda conn: self._insert_log(conn, rows), after_stop=after_stop):
             self._rows = []
         elif not after_stop:
             self._log_failed = True  # the warning said so; keep the run's memory bounded
             self._rows = []
 
-    def _log_rows(self) -> list[dict[str, Any]]:
-        now = datetime.now(timezone.utc)
-        account = self.store.account.account_id
-        return [
-            {
-                "run": self.token,
-                "account": account,
-                "stream": storable(row.stream),
-                "external_id": None if row.external_id is None else storable(row.external_id),
-                "outcome": row.outcome,
-                "reason": None if row.reason is None else storable(row.reason),
-                "carecycle_id": row.carecycle_id,
-                "recorded_at": now,
-            }
-            for row in self._rows
-        ]
+    def _insert_log(self, conn: Connection, rows: Sequence[_LogRow]) -> None:
+        """One executemany of `rows` (all stamped with the time of writing)."""
+        now: Any = datetime.now(timezone.utc)
+        if conn.dialect.paramstyle == "qmark":  # SQLite
+            now, marks = now.strftime(_SQLITE_TIME_FORMAT), ", ".join("?" * 8)
+        else:
+            marks = ", ".join(["%s"] * 8)
+        token, account = self.token, self.store.account.account_id
+        conn.exec_driver_sql(
+            f"INSERT INTO {LOG_TABLE} ({_LOG_COLUMNS}) VALUES ({marks})",
+            [
+                (token, account, _clean(stream), _clean(eid), outcome, _clean(why), cid, now)
+                for stream, eid, outcome, why, cid in rows
+            ],
+        )
 
     # The end of the run
 
@@ -270,7 +270,7 @@ class RunHistory:
                     ),
                 }
             )
-        log_rows = [] if self._log_failed else self._log_rows()
+        log_rows = [] if self._log_failed else self._rows
         self._rows = []
         ended = datetime.now(timezone.utc)
         cutoff = ended - timedelta(days=self.retention_days)
@@ -285,7 +285,7 @@ class RunHistory:
             if streams:
                 conn.execute(run_streams_table.insert(), streams)
             if log_rows:
-                conn.execute(log_table.insert(), log_rows)
+                self._insert_log(conn, log_rows)
             conn.execute(
                 log_table.delete().where(
                     and_(log_table.c.account == account, log_table.c.recorded_at < cutoff)
@@ -375,8 +375,12 @@ def history_tables_exist(conn: Connection) -> bool:
     return bool(conn.dialect.has_table(conn, RUNS_TABLE))
 
 
-def read_history(store: SyncStore, *, account: bytes | None, runs: int) -> History:
+def read_history(
+    store: SyncStore, *, account: bytes | None, runs: int, refused: bool = True
+) -> History:
     """The last `runs` runs (of `account`, or of every account when None), newest first.
+
+    `refused`: also read the sync log's refused records of those runs (html, csv).
 
     Raises SyncStoreError. A run still marked `running` is `unfinished` (it is running, or
     it died before it could write its end: either way its counts are not known).
@@ -413,8 +417,8 @@ def read_history(store: SyncStore, *, account: bytes | None, runs: int) -> Histo
                 )
         run_ids = _distinct_run_ids(rows)
         records = [_run_record(row, run_ids[row["run"]], streams[row["run"]]) for row in rows]
-        logged = [row["run"] for row in rows if row["sync_log"]]
-        refused: list[RefusedRecord] = []
+        logged = [row["run"] for row in rows if row["sync_log"]] if refused else []
+        found: list[RefusedRecord] = []
         for chunk in _chunks(logged, 500):
             for entry in conn.execute(
                 select(
@@ -429,7 +433,7 @@ def read_history(store: SyncStore, *, account: bytes | None, runs: int) -> Histo
                 .where(log_table.c.outcome.in_(REFUSED_OUTCOMES))
                 .order_by(log_table.c.id)
             ):
-                refused.append(
+                found.append(
                     RefusedRecord(
                         run_id=run_ids[entry.run],
                         stream=entry.stream,
@@ -439,7 +443,7 @@ def read_history(store: SyncStore, *, account: bytes | None, runs: int) -> Histo
                         at=_aware(entry.recorded_at) or datetime.now(timezone.utc),
                     )
                 )
-        return History(records, refused)
+        return History(records, found)
 
     if not store.exists:
         return History([], [])

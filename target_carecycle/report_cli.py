@@ -93,7 +93,7 @@ def _text_setting(config: dict[str, Any], name: str) -> str | None:
     return value
 
 
-def open_history(config: dict[str, Any], runs: int) -> History:
+def open_history(config: dict[str, Any], runs: int, *, refused: bool = True) -> History:
     """Read the account's last `runs` runs from the store the config names (read-only)."""
     location = _text_setting(config, "sync_store")
     if location is not None and location.strip().lower() == STORE_OFF:
@@ -111,7 +111,9 @@ def open_history(config: dict[str, Any], runs: int) -> History:
                 f"sync_store: {store.describe()} does not exist yet: no run has recorded a "
                 "history there (check sync_store, or run the target first)"
             )
-        history = read_history(store, account=account.account_id if api_key else None, runs=runs)
+        history = read_history(
+            store, account=account.account_id if api_key else None, runs=runs, refused=refused
+        )
         where = store.describe()
     except SyncStoreError as exc:
         raise ReportError(str(exc)) from None
@@ -148,6 +150,7 @@ def write_out(path: str, text: str) -> None:
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
         fd = os.open(path, flags, 0o600)
+        os.fchmod(fd, 0o600)  # also a file that was there before, whatever its mode
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
             handle.write(text)
     except OSError as exc:
@@ -163,7 +166,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         runs = args.runs if args.runs is not None else DEFAULT_RUNS[args.format]
         if not 1 <= runs <= MAX_RUNS:
             raise ReportError(f"--runs: give a number from 1 to {MAX_RUNS}")
-        history = open_history(load_config(args.config), runs)
+        refused = args.format in ("html", "csv")  # text and json show counts only
+        history = open_history(load_config(args.config), runs, refused=refused)
         text = render(history, args.format, runs)
         if args.out:
             write_out(args.out, text)

@@ -156,6 +156,8 @@ def test_three_runs_report_what_each_run_summary_said(secret_sandbox, tmp_path):
     # Refused leads are not stored as sent: the one careCycle refused was sent every time.
     assert [run["streams"]["leads"]["failed"] for run in runs] == [1, 1, 1]
     # The HTML names the externalIds refused in several runs in a row.
+    (tmp_path / "r.html").write_text("old")
+    (tmp_path / "r.html").chmod(0o644)
     done = report(tmp_path, config, "--format", "html", "--out", str(tmp_path / "r.html"))
     assert done.returncode == 0, done.stderr
     page = (tmp_path / "r.html").read_text()
