@@ -19,8 +19,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 import re
 import sqlite3
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -58,6 +60,7 @@ SYNC_LOG_SETTING = "sync_log"
 RETENTION_SETTING = "sync_log_retention_days"
 DEFAULT_RETENTION_DAYS = 30
 LOG_BATCH_ROWS = 5_000  # sync log rows buffered before one insert (one transaction)
+LOG_QUEUE_BATCHES = 4  # batches waiting for the writer thread at most
 TOP_REASONS = 10  # reasons kept per stream and run
 MAX_REASON_CHARS = 500
 EXIT_SIGNAL_BASE = 128  # the target's exit code after a stop signal is 128 + its number
@@ -141,6 +144,10 @@ class RunHistory:
         self.started_at = started_at
         self._rows: list[_LogRow] = []
         self._log_failed = False
+        # Full batches go to a writer thread (SQLite's inserts release the GIL, so they
+        # overlap with the run); a bounded queue holds the run back if the store falls behind.
+        self._batches: queue.Queue[list[_LogRow] | None] = queue.Queue(maxsize=LOG_QUEUE_BATCHES)
+        self._log_writer: threading.Thread | None = None
         self._warned = False
         self._errors = _FirstError()
         logging.getLogger(LOGGER_NAME).addHandler(self._errors)
@@ -205,18 +212,30 @@ class RunHistory:
         if len(self._rows) >= LOG_BATCH_ROWS:
             self._flush_log()
 
-    def _flush_log(self, *, after_stop: bool = False) -> None:
+    def _flush_log(self) -> None:
+        """Hand the buffer to the writer thread (started on first use)."""
+        rows, self._rows = self._rows, []
         if self._log_failed:
-            self._rows = []
-            return
-        if not self._rows:
-            return
-        rows = self._rows
-        if self._write(lambda conn: self._insert_log(conn, rows), after_stop=after_stop):
-            self._rows = []
-        elif not after_stop:
-            self._log_failed = True  # the warning said so; keep the run's memory bounded
-            self._rows = []
+            return  # the warning said so; keep the run's memory bounded
+        if self._log_writer is None:
+            self._log_writer = threading.Thread(
+                target=self._write_log, name="carecycle-sync-log", daemon=True
+            )
+            self._log_writer.start()
+        self._batches.put(rows)
+
+    def _write_log(self) -> None:
+        """The writer thread: one transaction per batch, until finish() says stop."""
+        while (rows := self._batches.get()) is not None:
+            if not self._log_failed and not self._write(
+                lambda conn, rows=rows: self._insert_log(conn, rows)
+            ):
+                self._log_failed = True
+
+    def _stop_log_writer(self) -> None:
+        if self._log_writer is not None:
+            self._batches.put(None)
+            self._log_writer.join()
 
     def _insert_log(self, conn: Connection, rows: Sequence[_LogRow]) -> None:
         """One executemany of `rows` (all stamped with the time of writing)."""
@@ -270,6 +289,7 @@ class RunHistory:
                     ),
                 }
             )
+        self._stop_log_writer()  # its batches first: the log stays in order
         log_rows = [] if self._log_failed else self._rows
         self._rows = []
         ended = datetime.now(timezone.utc)
