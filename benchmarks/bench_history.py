@@ -210,14 +210,16 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--report-only", action="store_true", help="skip the first runs")
     args = parser.parse_args()
     leads = 20_000 if args.quick else 100_000
     report_runs = 30 if args.quick else 100
     figures: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-history-") as tmp:
         workdir = Path(tmp)
-        say(f"First run of {leads:,} leads, fresh SQLite store, best of {args.repeats}:")
-        figures["first_run"] = first_runs(workdir, leads, args.repeats)
+        if not args.report_only:
+            say(f"First run of {leads:,} leads, fresh SQLite store, best of {args.repeats}:")
+            figures["first_run"] = first_runs(workdir, leads, args.repeats)
         say(f"Report of {report_runs} runs of {leads:,} leads:")
         store = workdir / "report-store.sqlite"
         started = time.perf_counter()

@@ -438,31 +438,37 @@ def read_history(
         run_ids = _distinct_run_ids(rows)
         records = [_run_record(row, run_ids[row["run"]], streams[row["run"]]) for row in rows]
         logged = [row["run"] for row in rows if row["sync_log"]] if refused else []
-        found: list[RefusedRecord] = []
+        entries: list[Any] = []
         for chunk in _chunks(logged, 500):
-            for entry in conn.execute(
-                select(
-                    log_table.c.run,
-                    log_table.c.stream,
-                    log_table.c.external_id,
-                    log_table.c.outcome,
-                    log_table.c.reason,
-                    log_table.c.recorded_at,
-                )
-                .where(log_table.c.run.in_(chunk))
-                .where(log_table.c.outcome.in_(REFUSED_OUTCOMES))
-                .order_by(log_table.c.id)
-            ):
-                found.append(
-                    RefusedRecord(
-                        run_id=run_ids[entry.run],
-                        stream=entry.stream,
-                        external_id=entry.external_id,
-                        outcome=entry.outcome,
-                        reason=entry.reason or "",
-                        at=_aware(entry.recorded_at) or datetime.now(timezone.utc),
+            # No ORDER BY: with it a planner may walk the whole log in id order instead of
+            # using the (run, outcome) index. Sorted here.
+            entries.extend(
+                conn.execute(
+                    select(
+                        log_table.c.id,
+                        log_table.c.run,
+                        log_table.c.stream,
+                        log_table.c.external_id,
+                        log_table.c.outcome,
+                        log_table.c.reason,
+                        log_table.c.recorded_at,
                     )
+                    .where(log_table.c.run.in_(chunk))
+                    .where(log_table.c.outcome.in_(REFUSED_OUTCOMES))
                 )
+            )
+        entries.sort(key=lambda entry: entry.id)
+        found = [
+            RefusedRecord(
+                run_id=run_ids[entry.run],
+                stream=entry.stream,
+                external_id=entry.external_id,
+                outcome=entry.outcome,
+                reason=entry.reason or "",
+                at=_aware(entry.recorded_at) or datetime.now(timezone.utc),
+            )
+            for entry in entries
+        ]
         return History(records, found)
 
     if not store.exists:
