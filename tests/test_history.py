@@ -173,6 +173,20 @@ def test_three_runs_report_what_each_run_summary_said(secret_sandbox, tmp_path):
     # The sync log holds one row per record with an outcome, careCycle's id when accepted.
     log = rows(store, "SELECT outcome, external_id, carecycle_id FROM carecycle_sync_log")
     assert len(log) == 150 + 120 + 121
+    # Invariant: per run and stream, the log's rows by outcome are the run's counts.
+    by_run = {run["run_id"]: run for run in runs}
+    tokens = dict(rows(store, "SELECT run, run_id FROM carecycle_sync_runs"))
+    grouped = rows(
+        store,
+        "SELECT run, stream, outcome, count(*) FROM carecycle_sync_log "
+        "GROUP BY run, stream, outcome",
+    )
+    for run_token, stream, outcome, count in grouped:
+        assert by_run[tokens[run_token]]["streams"][stream][outcome] == count
+    for run in runs:
+        for stream, counts in run["streams"].items():
+            logged = sum(c for t, s, _, c in grouped if tokens[t] == run["run_id"] and s == stream)
+            assert logged == counts["received"] - counts["skipped"]
     accepted = [r for r in log if r[0] == "succeeded"]
     assert accepted and all(r[2] for r in accepted)
     assert all(r[2] is None for r in log if r[0] != "succeeded")
