@@ -483,3 +483,28 @@ def test_runs_sharing_a_meltano_run_id_stay_apart(secret_sandbox, tmp_path):
     done = report(tmp_path, config, "--format", "csv")
     assert done.returncode == 0, done.stderr
     assert [row[0] for row in csv.reader(io.StringIO(done.stdout))][1:] == ["leads-52"]
+
+
+def test_two_runs_at_once_on_one_store_both_appear(tmp_path):
+    """Two target processes writing one SQLite store at the same time: both runs, true counts."""
+    store = tmp_path / "s.sqlite"
+    with running_sandbox(SandboxConfig(rate_limit=0, latency=0.02)) as sandbox:
+        config = target_config(sandbox, sync_store=str(store), sync_log=True, batch_size_rows=25)
+        procs = []
+        for n, start in enumerate((0, 5000)):
+            folder = tmp_path / f"runner-{n}"
+            folder.mkdir()
+            leads = leads_of(300, start=start)
+            leads[7]["phoneNumber"] = "3"
+            procs.append(start_target(folder, config, lines(leads)))
+        results = []  # communicate() ends each input: both runs worked through theirs at once
+        for proc in procs:
+            out, err = proc.communicate(timeout=180)
+            assert proc.returncode == 0, err[-3000:]
+            results.append(TargetRun(proc.returncode, out, err))
+        runs = report_json(tmp_path, config)
+    assert len(runs) == 2 and {run["status"] for run in runs} == {"succeeded"}
+    by_id = {run["run_id"]: run for run in runs}
+    for result in results:
+        assert_summary_matches(by_id[result.summary["run_id"]], result)
+    assert rows(store, "SELECT count(*) FROM carecycle_sync_log") == [(600,)]
