@@ -12,7 +12,7 @@ ROOT=$PWD
 PYTHON=${PYTHON:-python3}
 WORK=$ROOT/.work/demo
 mkdir -p "$WORK"
-rm -f "$WORK"/*.log "$WORK"/*.jsonl "$WORK"/sandbox.out "$WORK"/sync-store.sqlite*
+rm -f "$WORK"/*.log "$WORK"/*.jsonl "$WORK"/sandbox.out "$WORK"/sync-store.sqlite* "$WORK"/report.html
 
 export MELTANO_SEND_ANONYMOUS_USAGE_STATS=false
 export MELTANO_CLI_DISABLE_VERSION_CHECK=true
@@ -21,6 +21,9 @@ export XDG_STATE_HOME=$ROOT/.work/state
 # The sync store (what careCycle acknowledged; docs/sync-store.md) lives in the demo's work
 # folder and starts empty, so every `make demo` first sends everything, then nothing.
 export TARGET_CARECYCLE_SYNC_STORE=$WORK/sync-store.sqlite
+# The sync log (docs/history.md) keeps each record's outcome, so the report at the end lists
+# the refused records by externalId.
+export TARGET_CARECYCLE_SYNC_LOG=true
 # A real key in the caller's environment must never reach the demo (it would only go to the
 # sandbox, but there is no reason to hand it out).
 unset TARGET_CARECYCLE_API_KEY TARGET_CARECYCLE_SOURCE_ID
@@ -116,3 +119,13 @@ fi
 echo
 echo "upload requests sent by the second run: $(($(upload_requests) - BEFORE))" \
   "(sync store: .work/demo/sync-store.sqlite)"
+
+# 9. The report of these runs from the sync store's history (docs/history.md): one HTML file,
+#    self-contained (no network), through the plugin's `report` command.
+step "The report of these runs (meltano invoke target-carecycle:report)"
+if ! "$MELTANO" --environment=dev invoke target-carecycle:report --format html \
+  --out "$WORK/report.html" >"$WORK/report.log" 2>&1; then
+  cat "$WORK/report.log" >&2
+  exit 1
+fi
+echo "HTML report: .work/demo/report.html (open it in a browser; it loads nothing from anywhere)"

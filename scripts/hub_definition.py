@@ -68,6 +68,17 @@ MAINTAINER = {"label": "careCycle", "name": VARIANT}
 # check-jsonschema's vendored copy that its `check-meltano` hook uses): the Hub-only metadata
 # keys, and capabilities newer than its capability list. tests/test_hub_definition.py checks
 # that each of these is still refused, so one Meltano accepts again comes back.
+# `meltano invoke target-carecycle:report [--format html --out report.html]`: Meltano hands
+# the plugin's settings over as TARGET_CARECYCLE_* variables, which carecycle-report reads.
+COMMANDS = {
+    "report": {
+        "args": "--format text",
+        "description": (
+            "The runs recorded in the sync store, as text, json, html or csv (docs/history.md)"
+        ),
+        "executable": "carecycle-report",
+    }
+}
 MELTANO_YML_REFUSES = {
     "keys": [
         "keywords",
@@ -227,6 +238,7 @@ def hub_definition(about_info: dict[str, Any]) -> dict[str, Any]:
         "label": LABEL,
         "description": about_info["description"],
         "executable": "target-carecycle",
+        "commands": COMMANDS,
         "pip_url": "target-carecycle",
         "repo": urls["Repository"],
         "docs": urls["Documentation"],

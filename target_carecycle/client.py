@@ -455,6 +455,11 @@ class SendRecord:
     """
 
     maybe_applied: bool = False
+    # The batch's HTTP requests, 429 answers and repeated attempts (the run history's
+    # per-stream counts: UploadDispatcher.traffic).
+    requests: int = 0
+    rate_limited: int = 0
+    retries: int = 0
 
 
 @dataclass
@@ -651,9 +656,10 @@ class LeadUploadClient:
             self.pacer.wait_turn()
             attempt += 1
             try:
-                answer = self._post(payload, scrub)
+                answer = self._post(payload, scrub, sent)
             except _RateLimited as limited:
                 rate_waits += 1
+                sent.rate_limited += 1
                 with self._count_lock:
                     self.rate_limited += 1
                 if rate_waits > MAX_RATE_LIMIT_WAITS:
@@ -674,6 +680,7 @@ class LeadUploadClient:
                         f"careCycle upload failed after {attempt} attempts: {problem}"
                     ) from None
                 wait = next(delays)
+                sent.retries += 1
                 with self._count_lock:
                     self.retries += 1
                 logger.warning(
@@ -684,7 +691,9 @@ class LeadUploadClient:
             self.pacer.note_success()
             return answer
 
-    def _post(self, payload: bytes, scrub: Scrubber) -> dict[str, Any]:
+    def _post(
+        self, payload: bytes, scrub: Scrubber, sent: SendRecord | None = None
+    ) -> dict[str, Any]:
         url = self.settings.upload_url
         try:
             response = self._session().post(
@@ -704,6 +713,8 @@ class LeadUploadClient:
             ) from None
         with self._count_lock:
             self.requests_sent += 1
+        if sent is not None:
+            sent.requests += 1
         return _classify(response, url, scrub)
 
 
@@ -1074,6 +1085,9 @@ class UploadDispatcher:
         # Held while jobs change hands, so a stop signal never falls between a batch leaving
         # one owner and reaching the next (it would then be counted twice or not at all).
         self._guard = guard or nullcontext()
+        # Per stream (as `enqueue` names it): the requests, 429s and retries of its batches.
+        self.traffic: dict[str, SendRecord] = {}
+        self._traffic_lock = threading.Lock()
 
     def make_room(self, external_ids: frozenset[str]) -> None:
         """Block until a batch with these IDs may be queued (limit, ID conflicts).
@@ -1094,6 +1108,7 @@ class UploadDispatcher:
         on_done: Callable[[BatchResult], None],
         on_lost: Callable[[], None],
         on_answer: AnswerHook | None = None,
+        stream: str = "",
     ) -> None:
         """Start a batch now (call `make_room` first; call under the caller's guard).
 
@@ -1101,11 +1116,11 @@ class UploadDispatcher:
         (both on the caller's thread, when it next collects results). `on_answer` runs on
         the upload thread the moment the batch is finished, whatever the caller is doing.
         """
-        future = self._pool.submit(self._deliver, leads, on_answer)
+        future = self._pool.submit(self._deliver, leads, on_answer, stream)
         self._jobs.append(_Job(future, external_ids, on_done, on_lost))
 
     def _deliver(
-        self, leads: Sequence[Mapping[str, Any]], on_answer: AnswerHook | None
+        self, leads: Sequence[Mapping[str, Any]], on_answer: AnswerHook | None, stream: str = ""
     ) -> BatchResult:
         record = SendRecord()
         try:
@@ -1114,9 +1129,18 @@ class UploadDispatcher:
             if on_answer is not None:
                 on_answer(None, record.maybe_applied)
             raise
+        finally:
+            self._count_traffic(stream, record)
         if on_answer is not None:
             on_answer(result, record.maybe_applied)
         return result
+
+    def _count_traffic(self, stream: str, record: SendRecord) -> None:
+        with self._traffic_lock:
+            total = self.traffic.setdefault(stream, SendRecord())
+            total.requests += record.requests
+            total.rate_limited += record.rate_limited
+            total.retries += record.retries
 
     def wait_all(self) -> None:
         """Block until every submitted batch is delivered (or raise its error)."""

@@ -26,7 +26,7 @@ from collections import Counter
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime, timezone
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from singer_sdk import metrics
 
@@ -143,6 +143,24 @@ def markdown_table(registry: Iterable[Outcome]) -> str:
     lines = ["| outcome | meaning |", "|---|---|"]
     lines.extend(f"| `{outcome.name}` | {outcome.meaning} |" for outcome in registry)
     return "\n".join(lines) + "\n"
+
+
+class RecordLog(Protocol):
+    """Where each record's outcome goes by externalId (the opt-in sync log, history.py)."""
+
+    def add(
+        self,
+        stream: str,
+        external_id: str | None,
+        outcome: str,
+        *,
+        reason: str | None = None,
+        carecycle_id: str | None = None,
+    ) -> None:
+        """One record's outcome (careCycle's id when it accepted the lead)."""
+
+    def add_many(self, stream: str, external_ids: Iterable[str], outcome: str) -> None:
+        """The same outcome for several records (unchanged, unsent)."""
 
 
 class TooManyRecordErrors(Exception):
@@ -335,6 +353,8 @@ class RunOutcomes:
         # The outcome accepted leads are counted under in metrics and summaries: a dry run
         # never calls anything `succeeded`.
         self.sent_outcome = self.reported_name("succeeded")
+        # The sync log (history.SyncLog, opt in): told each record's outcome by externalId.
+        self.record_log: RecordLog | None = None
 
     def reported_name(self, outcome: str) -> str:
         """The outcome's name in metrics and the summary event (its dry-run name in a dry run)."""
@@ -373,13 +393,17 @@ class RunOutcomes:
         """A record of a disabled stream was ignored."""
         self.record(stream, "skipped")
 
-    def unchanged(self, stream: str, count: int) -> None:
+    def unchanged(self, stream: str, count: int, external_ids: Iterable[str] = ()) -> None:
         """Leads equal to what careCycle last acknowledged for their externalIds: not sent."""
         self.record(stream, "unchanged", count)
+        if self.record_log is not None:
+            self.record_log.add_many(stream, external_ids, "unchanged")
 
     def merged(self, stream: str, position: int, external_id: str) -> None:
         """An earlier lead with the same externalId in the batch was replaced by a later one."""
         self.record(stream, "merged")
+        if self.record_log is not None:
+            self.record_log.add(stream, external_id, "merged")
         logger.info(
             "Merged: stream=%s position=%d externalId=%s (a later record has the same externalId)",
             printable(stream),
@@ -416,6 +440,8 @@ class RunOutcomes:
         can be matched to exactly one outcome (results file, reject file, merged log line).
         """
         self.record(stream, "succeeded")
+        if self.record_log is not None:
+            self.record_log.add(stream, external_id, "succeeded", carecycle_id=carecycle_id)
         if self._results is not None:
             receipt: dict[str, Any] = {
                 "run": self.run_started_at,
@@ -427,9 +453,11 @@ class RunOutcomes:
                 receipt["position"] = position
             self._results.write(receipt)
 
-    def unsent(self, stream: str, count: int) -> None:
+    def unsent(self, stream: str, count: int, external_ids: Iterable[str] = ()) -> None:
         """Leads that were never delivered because the run stopped early."""
         self.record(stream, "unsent", count)
+        if self.record_log is not None:
+            self.record_log.add_many(stream, external_ids, "unsent")
 
     def _refused(
         self,
@@ -442,6 +470,8 @@ class RunOutcomes:
     ) -> None:
         self.record(stream, status)
         self.tally(stream).reasons[reason] += 1
+        if self.record_log is not None:
+            self.record_log.add(stream, external_id, status, reason=reason)
         self._warned[(status, reason)] += 1
         if self._warned[(status, reason)] <= WARNINGS_PER_REASON:
             logger.warning(

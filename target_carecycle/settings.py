@@ -46,6 +46,8 @@ MAX_REQUEST_TIMEOUT = 3600
 # records failed or were rejected. The demo's deliberately messy data rejects 7-8%; a
 # misnamed phone column rejects 100%.
 DEFAULT_MAX_ERROR_RATE = 0.5
+# How long the opt-in sync log keeps a record's row (docs/history.md).
+DEFAULT_SYNC_LOG_RETENTION_DAYS = 30
 # Placeholders `reject_file` and `results_file` may hold (one file per run).
 FILE_PLACEHOLDERS = ("run_id", "started_at")
 # Hex characters of SHA-256(api_key) that name the key in logs: enough to tell keys apart.
@@ -260,6 +262,24 @@ CONFIG_SCHEMA: dict[str, Any] = th.PropertiesList(
             "its externalId (outcome `unchanged`). false: send every lead (still recorded)."
         ),
     ),
+    th.Property(
+        "sync_log",
+        th.BooleanType,
+        default=False,
+        title="Sync log",
+        description=(
+            "Also keep each record's outcome in the sync store (run, stream, externalId, "
+            "outcome, reason, careCycle's id), for `carecycle-report`: the store then holds "
+            "externalIds in clear. See docs/history.md."
+        ),
+    ),
+    th.Property(
+        "sync_log_retention_days",
+        th.IntegerType(minimum=1, maximum=36500),  # a century: beyond it dates overflow
+        default=DEFAULT_SYNC_LOG_RETENTION_DAYS,
+        title="Sync log retention (days)",
+        description="Sync log rows older than this are deleted at the end of each run.",
+    ),
 ).to_dict()
 
 
@@ -280,6 +300,44 @@ def key_fingerprint(api_key: str | None) -> str | None:
     if not api_key:
         return None
     return hashlib.sha256(api_key.encode("utf-8")).hexdigest()[:KEY_FINGERPRINT_CHARS]
+
+
+@dataclass(frozen=True)
+class HistorySettings:
+    """What `carecycle-report` reads to find a run history: the store and the account.
+
+    Without an API key the report shows every account's runs (the key only filters).
+    """
+
+    sync_store: str | None
+    api_url: str = DEFAULT_API_URL
+    api_key: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> HistorySettings:
+        """Build from a resolved config; ValueError names a setting that is not text."""
+        return cls(
+            sync_store=_text_or_none(config, "sync_store"),
+            api_url=_text_or_none(config, "api_url") or DEFAULT_API_URL,
+            api_key=_text_or_none(config, "api_key"),
+        )
+
+
+def _text_or_none(config: Mapping[str, Any], name: str) -> str | None:
+    value = config.get(name)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"{name}: must be text")
+    return value
+
+
+@dataclass(frozen=True)
+class SyncLogSettings:
+    """`sync_log` (off unless true) and how many days its rows are kept."""
+
+    enabled: bool = False
+    retention_days: int = DEFAULT_SYNC_LOG_RETENTION_DAYS
 
 
 @dataclass(frozen=True)
@@ -322,6 +380,8 @@ class RunSettings:
     batch_size_requested: int | None = None
     validate_records: bool = False
     stream_maps: Mapping[str, Any] | None = None
+    # The run history's opt-in row-level sync log (docs/history.md).
+    sync_log: SyncLogSettings = field(default_factory=lambda: SyncLogSettings())
 
     @property
     def uses_sync_store(self) -> bool:
@@ -400,6 +460,12 @@ class RunSettings:
             batch_size_requested=_int_or_none(config.get("batch_size_rows")),
             validate_records=config.get("validate_records") is True,
             stream_maps=config.get("stream_maps"),
+            sync_log=SyncLogSettings(
+                enabled=config.get("sync_log") is True,
+                retention_days=int(
+                    config.get("sync_log_retention_days") or DEFAULT_SYNC_LOG_RETENTION_DAYS
+                ),
+            ),
         )
 
 

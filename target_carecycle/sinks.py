@@ -276,7 +276,7 @@ class CareCycleSink(ShimmedBatchSink):
             unchanged, claimed = self._claim(entries)
             self._batch = {}
             self._run.leads_waiting.release(external_ids, self)
-            self._outcomes.unchanged(self.stream_name, len(unchanged))
+            self._outcomes.unchanged(self.stream_name, len(unchanged), unchanged)
             to_send = [entry for entry in entries if entry.external_id not in unchanged]
             if not to_send:
                 return
@@ -291,6 +291,7 @@ class CareCycleSink(ShimmedBatchSink):
                     if sync_run is not None and claimed is not None
                     else None
                 ),
+                stream=self.stream_name,  # the run history's requests per stream
             )
 
     def _digest(self, entries: list[WaitingLead]) -> None:
@@ -341,11 +342,11 @@ class CareCycleSink(ShimmedBatchSink):
             self._run.sync_run.check()  # a failure of the store's writer stops the run
 
     def _record_lost(self, entries: list[WaitingLead]) -> None:
-        self._outcomes.unsent(self.stream_name, len(entries))
+        self._outcomes.unsent(self.stream_name, len(entries), (e.external_id for e in entries))
 
     def abandon_waiting_leads(self) -> None:
         """After a stop: leads still waiting in the batch will not be sent."""
-        self._outcomes.unsent(self.stream_name, len(self._batch))
+        self._outcomes.unsent(self.stream_name, len(self._batch), self._batch)
         self._run.leads_waiting.release(self._batch, self)
         self._batch = {}
 

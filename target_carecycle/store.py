@@ -64,6 +64,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlch
 from sqlalchemy.pool import QueuePool
 
 from target_carecycle.client import CareCycleError, UploadInterrupted
+from target_carecycle.history_tables import add_history_tables
 from target_carecycle.printable import printable
 from target_carecycle.private_files import make_private_folders
 
@@ -75,7 +76,9 @@ logger = logging.getLogger("target-carecycle.store")
 
 SETTING = "sync_store"
 STORE_OFF = "off"
-SCHEMA_VERSION = 2  # 2: carecycle_sync_claims (a version-1 store is upgraded on first write)
+# 2: carecycle_sync_claims; 3: the run history's tables (history_tables.py). An older store
+# is upgraded in place by the first run that writes to it.
+SCHEMA_VERSION = 3
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_FILE_NAME = "sync.sqlite"
 APP_DIR = "target-carecycle"
@@ -166,6 +169,7 @@ budget_table = Table(
     Column("next_start", Float, nullable=False),
 )
 
+add_history_tables(metadata)  # the run history (history.py): created and checked with the rest
 
 _LOOKUP_SQL = f"SELECT lead_key, payload_hash FROM {leads_table.name} WHERE account = ?"
 # A claim upserted over what the lead's row held: the same run's earlier claim (kept as it
@@ -1008,6 +1012,17 @@ class SyncStore:
         clock = text("SELECT extract(epoch FROM clock_timestamp())")
         return float(conn.execute(clock).scalar_one())
 
+    def transaction(
+        self, work: Callable[[Connection], _T], *, write: bool = True, after_stop: bool = False
+    ) -> _T:
+        """`work(conn)` in one store transaction, for the run history (history.py).
+
+        Waits for a locked store and turns database problems into SyncStoreError, as every
+        other write does (see _run). A store that does not exist yet (a read-only open) has
+        no connection: the caller checks `exists` first.
+        """
+        return self._run(work, write=write, after_stop=after_stop)
+
     # Plumbing
 
     def _insert(self, table: Table) -> Any:
@@ -1166,7 +1181,7 @@ class SyncStore:
             version = str(SCHEMA_VERSION)
         _check_version(version)
         assert version is not None  # _check_version refused None
-        if writable and int(version) < SCHEMA_VERSION:  # version 1: the claims table is new
+        if writable and int(version) < SCHEMA_VERSION:  # 1, 2: create_all made the new tables
             conn.execute(
                 meta_table.update()
                 .where(meta_table.c.name == "schema_version")

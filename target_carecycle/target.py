@@ -25,6 +25,7 @@ from target_carecycle.client import (
     DeliveryFailed,
 )
 from target_carecycle.fatal import StreamMapFailed, log_fatal, stream_map_failure
+from target_carecycle.history import RunHistory
 from target_carecycle.mapping import MappingConfigError
 from target_carecycle.outcomes import OutputFileError, RunOutcomes, TooManyRecordErrors
 from target_carecycle.preflight import run_check
@@ -118,6 +119,7 @@ class TargetCareCycle(ShimmedTarget):
         )
         self._input_done = False  # set once the last line was read: the next STATE is the last
         self._states_emitted = 0
+        self.history: RunHistory | None = None  # a sending run's row in the run history
         self._warn_about_batch_size()
 
     def _warn_about_batch_size(self) -> None:
@@ -388,6 +390,9 @@ class TargetCareCycle(ShimmedTarget):
                 skip_unchanged=settings.skip_unchanged,
                 doubt_seconds=DOUBT_TIMEOUTS * settings.client.request_timeout,
             )
+            self.history = RunHistory.start(
+                store, context.sync_run.run_id, self.outcomes, settings.sync_log
+            )
         self.logger.info(
             "Sync store: %s (%s)",
             store.describe(),
@@ -524,6 +529,9 @@ class TargetCareCycle(ShimmedTarget):
         context = self.run_context
         if context.dispatcher_started is not None:
             context.dispatcher_started.close()
+        if self.history is not None:  # before the store closes; a failure only warns
+            dispatcher = context.dispatcher_started
+            self.history.finish(code, self.outcomes, dispatcher.traffic if dispatcher else {})
         if not self._close_sync_store() and code == 0:
             code = 1
         client = context.client

@@ -241,7 +241,7 @@ def test_a_postgresql_store_locked_past_its_timeout_is_refused(store_url: str) -
 def test_a_postgresql_database_with_other_tables_is_refused_unless_the_store_has_a_schema(
     store_url: str, postgres: PostgresServer
 ) -> None:
-    """Another application's database would silently gain four tables."""
+    """Another application's database would silently gain the store's tables."""
     database = store_url.rsplit("/", 1)[1]
     postgres.psql("CREATE TABLE customers (id integer)", database=database)
     account = Account.for_key("http://127.0.0.1:1", SECRET_KEY)
@@ -262,14 +262,19 @@ def test_a_postgresql_database_with_other_tables_is_refused_unless_the_store_has
         "WHERE table_schema IN ('public', 'carecycle_sync') ORDER BY 1",
         database=database,
     )
-    assert listing.split() == [
-        "carecycle_sync.carecycle_sync_accounts",
-        "carecycle_sync.carecycle_sync_budget",
-        "carecycle_sync.carecycle_sync_claims",
-        "carecycle_sync.carecycle_sync_leads",
-        "carecycle_sync.carecycle_sync_meta",
-        "public.customers",
-    ]
+    assert sorted(listing.split()) == sorted(
+        [
+            "carecycle_sync.carecycle_sync_accounts",
+            "carecycle_sync.carecycle_sync_budget",
+            "carecycle_sync.carecycle_sync_claims",
+            "carecycle_sync.carecycle_sync_leads",
+            "carecycle_sync.carecycle_sync_log",
+            "carecycle_sync.carecycle_sync_meta",
+            "carecycle_sync.carecycle_sync_run_streams",
+            "carecycle_sync.carecycle_sync_runs",
+            "public.customers",
+        ]
+    )
 
 
 def test_a_read_only_postgresql_session_serves_a_dry_run_only(store_url: str) -> None:

@@ -1,0 +1,195 @@
+"""`carecycle-report`: the run history in the sync store as text, JSON, CSV or one HTML page.
+
+    carecycle-report --config FILE [--format text|json|html|csv] [--out FILE] [--runs N]
+
+Reads the same config file and TARGET_CARECYCLE_* variables as the target to find the store
+(`sync_store`) and the account (`api_url` and `api_key`: only that account's runs; without
+a key, every account's). Opens the store read-only: it never creates or changes one. Any
+problem is one line on stderr and exit 1: never a traceback, a password or the key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from target_carecycle.history import History, read_history
+from target_carecycle.printable import printable
+from target_carecycle.report import (
+    refused_in_run,
+    render_csv,
+    render_html,
+    render_json,
+    render_text,
+    repeated_refusals,
+)
+from target_carecycle.setting_sources import resolve_settings
+from target_carecycle.settings import CONFIG_SCHEMA, HistorySettings
+from target_carecycle.store import STORE_OFF, Account, StoreInterrupted, SyncStore, SyncStoreError
+
+PROGRAM = "carecycle-report"
+FORMATS = ("text", "json", "html", "csv")
+DEFAULT_RUNS = {"text": 10, "json": 30, "html": 30, "csv": 1}
+MAX_RUNS = 10_000
+
+
+class ReportError(Exception):
+    """Why no report can be written (one line, no secret)."""
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command line (argparse exits 2 with its usage on a bad one)."""
+    parser = argparse.ArgumentParser(
+        prog=PROGRAM,
+        description=(
+            "Report the runs target-carecycle recorded in its sync store (docs/history.md)."
+        ),
+    )
+    parser.add_argument(
+        "--config",
+        dest="config_path",
+        help="the target's config file (TARGET_CARECYCLE_* variables also count)",
+    )
+    parser.add_argument("--format", choices=FORMATS, default="text")
+    parser.add_argument("--out", help="write the report to this file (mode 0600) instead of stdout")
+    parser.add_argument(
+        "--runs",
+        type=int,
+        help="how many of the latest runs (default: 10 for text, 30 for json and html)",
+    )
+    return parser.parse_args(argv)
+
+
+def load_settings(path: str | None) -> HistorySettings:
+    """The config file (if any) merged with the environment, as the target merges them."""
+    file_config: dict[str, Any] = {}
+    if path:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                loaded = json.load(handle)
+        except OSError as exc:
+            raise ReportError(
+                f"--config {printable(path)}: cannot read it ({exc.strerror or type(exc).__name__})"
+            ) from None
+        except ValueError:
+            raise ReportError(f"--config {printable(path)}: not a JSON object") from None
+        if not isinstance(loaded, dict):
+            raise ReportError(f"--config {printable(path)}: not a JSON object")
+        file_config = loaded
+    resolved = resolve_settings(file_config, CONFIG_SCHEMA, combine=path is None)
+    if resolved.errors:
+        raise ReportError(resolved.errors[0])
+    try:
+        return HistorySettings.from_config(resolved.config)
+    except ValueError as exc:
+        raise ReportError(str(exc)) from None
+
+
+def open_history(settings: HistorySettings, runs: int, *, refused: bool = True) -> History:
+    """Read the account's last `runs` runs from the store the settings name (read-only)."""
+    location = settings.sync_store
+    if location is not None and location.strip().lower() == STORE_OFF:
+        raise ReportError("sync_store is off: no run history is kept (docs/history.md)")
+    api_key = settings.api_key
+    account = Account.for_key(settings.api_url, api_key or "")
+    try:
+        store = SyncStore.open(location, account, writable=False)
+    except (SyncStoreError, StoreInterrupted) as exc:
+        raise ReportError(str(exc)) from None
+    try:
+        if not store.exists:
+            raise ReportError(
+                f"sync_store: {store.describe()} does not exist yet: no run has recorded a "
+                "history there (check sync_store, or run the target first)"
+            )
+        history = read_history(
+            store, account=account.account_id if api_key else None, runs=runs, refused=refused
+        )
+        where = store.describe()
+    except SyncStoreError as exc:
+        raise ReportError(str(exc)) from None
+    finally:
+        store.close()
+    if not history.runs:
+        whose = "for this api_url and api_key " if api_key else ""
+        raise ReportError(f"sync_store: {where} holds no recorded run {whose}yet")
+    return history
+
+
+def render(history: History, fmt: str, runs: int) -> str:
+    """The report in `fmt`."""
+    latest = history.latest
+    assert latest is not None
+    if fmt == "text":
+        return render_text(history.runs, n=runs)
+    if fmt == "json":
+        return render_json(history.runs)
+    refused = refused_in_run(history.refused, latest.run_id) if latest.sync_log else None
+    if fmt == "csv":
+        if refused is None:
+            raise ReportError(
+                "csv lists the latest run's refused records, which only the sync log keeps: "
+                "set sync_log: true (docs/history.md); the next run records them"
+            )
+        return render_csv(refused)
+    repeated = repeated_refusals(history.runs, history.refused) if latest.sync_log else None
+    return render_html(history.runs, refused, repeated)
+
+
+def write_out(path: str, text: str) -> None:
+    """Write the report to `path`, readable by its owner only (it may hold externalIds)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o600)
+        os.fchmod(fd, 0o600)  # also a file that was there before, whatever its mode
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+    except OSError as exc:
+        raise ReportError(
+            f"--out {printable(path)}: cannot write it ({exc.strerror or type(exc).__name__})"
+        ) from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `carecycle-report`: 0 with a report, 1 with one line saying why not."""
+    args = parse_args(argv)
+    try:
+        runs = args.runs if args.runs is not None else DEFAULT_RUNS[args.format]
+        if not 1 <= runs <= MAX_RUNS:
+            raise ReportError(f"--runs: give a number from 1 to {MAX_RUNS}")
+        refused = args.format in ("html", "csv")  # text and json show counts only
+        history = open_history(load_settings(args.config_path), runs, refused=refused)
+        text = render(history, args.format, runs)
+        if args.out:
+            write_out(args.out, text)
+            print(
+                f"{PROGRAM}: {args.format} report of {len(history.runs)} runs written to "
+                f"{printable(args.out)}",
+                file=sys.stderr,
+            )
+        else:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+    except ReportError as exc:
+        print(f"{PROGRAM}: {printable(str(exc), backslash=False)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{PROGRAM}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a problem no check foresaw: one line, never a traceback
+        print(f"{PROGRAM}: unexpected error ({type(exc).__name__})", file=sys.stderr)
+        return 1
+    return 0
+
+
+def entry_point() -> None:
+    """`[project.scripts]` target."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry_point()
