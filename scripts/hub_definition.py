@@ -369,8 +369,7 @@ BOUND_REASONS = {
     "lead_cost": "a negative cost was accepted, then dropped from every lead",
     "max_error_rate": "a fraction of the records judged (1 turns the policy off)",
     "sync_log_retention_days": (
-        "0 would delete each run's own rows at its end; beyond a century the cut-off date "
-        "overflows"
+        "0 would delete each run's own rows at its end; beyond a century the cut-off date overflows"
     ),
 }
 # What a bound's rule does not say by itself.
