@@ -238,7 +238,7 @@ def test_report_outputs_escape_hostile_ids_and_hold_no_personal_value(sandbox, t
     store = tmp_path / "s.sqlite"
     config = target_config(sandbox, sync_store=str(store), sync_log=True)
     leads = leads_of(len(HOSTILE_IDS) + 40)
-    for lead, external_id in zip(leads, HOSTILE_IDS):
+    for lead, external_id in zip(leads, HOSTILE_IDS, strict=False):
         lead["externalId"] = external_id
         lead["phoneNumber"] = "12"  # rejected
     stream = "evil</svg><script>alert(2)</script>\x1b[2J"
