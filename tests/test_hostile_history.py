@@ -13,7 +13,9 @@ import json
 import re
 import signal
 import sqlite3
+import threading
 from contextlib import closing
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -275,3 +277,82 @@ def test_sync_log_off_store_holds_no_external_id(sandbox, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     raw = b"".join(path.read_bytes() for path in tmp_path.glob("s.sqlite*"))
     assert b"hostileExt" not in raw
+
+
+class _EchoHandler(BaseHTTPRequestHandler):
+    """A careCycle that refuses every lead whose externalId ends in 7 with an error echoing
+    all the lead's values, custom fields included (a real service's error text may)."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("content-length", 0))
+        records = json.loads(self.rfile.read(length))["records"]
+        results, errors = [], []
+        for record in records:
+            if str(record.get("externalId", "")).endswith("7"):
+                values = [str(v) for k, v in record.items() if k != "customFields"]
+                values += [str(item["value"]) for item in record.get("customFields", [])]
+                text = "Rejected " + " ".join(values)
+                errors.append({"id": None, "externalId": record["externalId"], "error": text})
+            else:
+                results.append({"id": f"id-{len(results)}", **record})
+        body = json.dumps(
+            {"succeeded": len(results), "failed": len(errors), "results": results,
+             "errors": errors}
+        ).encode()  # fmt: skip
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="finding: a customFields value (an SSN) careCycle echoes in a per-record error is "
+    "not scrubbed: it lands in the log, the store (sync log and run history reasons) and "
+    "every report format",
+)
+def test_echoed_custom_field_values_reach_no_log_store_or_report(tmp_path):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _EchoHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        store = tmp_path / "s.sqlite"
+        config = {
+            "api_url": f"http://127.0.0.1:{server.server_port}",
+            "api_key": SECRET_KEY,
+            "max_requests_per_minute": 6000,
+            "sync_store": str(store),
+            "sync_log": True,
+            "streams": {"contacts": {"custom_fields": {"ssn": "ssn"}}},
+        }
+        props = {k: {"type": "string"} for k in ("id", "phone", "first_name", "ssn", "zip")}
+        messages = [
+            json.dumps({"type": "SCHEMA", "stream": "contacts", "schema":
+                        {"type": "object", "properties": props}, "key_properties": ["id"]})
+        ]  # fmt: skip
+        for index in range(10):
+            record = {"id": f"c{index}", "phone": f"+1312200{index:04d}",
+                      "first_name": f"Vvfirst{index}", "ssn": f"987-65-43{index:02d}",
+                      "zip": "60614"}  # fmt: skip
+            messages.append(json.dumps({"type": "RECORD", "stream": "contacts", "record": record}))
+        messages.append(json.dumps({"type": "STATE", "value": {"b": 1}}))
+        done = run_target(tmp_path, config, messages)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert done.summary["streams"]["contacts"]["failed"] == 1
+        assert "Vvfirst7" not in done.stderr  # a registry personal field: scrubbed (holds)
+        outputs = [done.stderr, store.read_bytes().decode("latin-1")]
+        for fmt in ("text", "json", "html", "csv"):
+            got = report(tmp_path, config, "--format", fmt)
+            assert got.returncode == 0, got.stderr
+            outputs.append(got.stdout)
+        for output in outputs:
+            assert "987-65-4307" not in output
+    finally:
+        server.shutdown()
+        server.server_close()
