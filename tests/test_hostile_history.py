@@ -294,7 +294,8 @@ class _EchoHandler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         length = int(self.headers.get("content-length", 0))
         records = json.loads(self.rfile.read(length))["records"]
-        results, errors = [], []
+        results: list[dict[str, Any]] = []
+        errors: list[dict[str, Any]] = []
         for record in records:
             if str(record.get("externalId", "")).endswith("7"):
                 values = [str(v) for k, v in record.items() if k != "customFields"]
@@ -426,3 +427,16 @@ def test_a_new_outcome_in_the_registry_reaches_the_report() -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout) == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="finding (low): sync_log: true with sync_store: off keeps no sync log and says "
+    "nothing; the user believes every record's fate is being kept",
+)
+def test_sync_log_without_a_store_is_not_silently_ignored(sandbox, tmp_path):
+    config = target_config(sandbox, sync_store="off", sync_log=True)
+    done = run_target(tmp_path, config, lines(leads_of(3)))
+    assert done.returncode == 0, done.stderr[-3000:]
+    said = [line for line in done.stderr.splitlines() if "sync_log" in line]
+    assert [line for line in said if "WARNING" in line or "ERROR" in line], said
