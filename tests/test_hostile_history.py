@@ -530,3 +530,34 @@ def test_report_reads_a_store_in_a_read_only_directory(sandbox, tmp_path):
     finally:
         subprocess.run(["umount", str(mounted)], check=False)
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="finding: with the sync log off the store still holds externalIds in clear when "
+    "careCycle's per-record error text names the externalId: it is kept as a top reason "
+    "(docs/history.md says the history alone holds no externalId)",
+)
+def test_sync_log_off_store_holds_no_external_id_echoed_by_carecycle(tmp_path):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _EchoHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        store = tmp_path / "s.sqlite"
+        config = {
+            "api_url": f"http://127.0.0.1:{server.server_port}",
+            "api_key": SECRET_KEY,
+            "max_requests_per_minute": 6000,
+            "sync_store": str(store),
+        }
+        leads = leads_of(20)
+        for index, lead in enumerate(leads):
+            lead["externalId"] = f"hostileEcho{index:02d}"
+        done = run_target(tmp_path, config, lines(leads))
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert done.summary["streams"]["leads"]["failed"] == 2  # ...07 and ...17
+        raw = b"".join(path.read_bytes() for path in tmp_path.glob("s.sqlite*"))
+        assert b"hostileEcho" not in raw
+    finally:
+        server.shutdown()
+        server.server_close()
