@@ -182,11 +182,6 @@ CUSTOM_RECORD = {
 }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding: customFields is personal=False in the field registry, so a dry-run "
-    "sample prints custom field values (an SSN, a spouse's name) unmasked in the log",
-)
 def test_dry_run_sample_masks_custom_field_values(sandbox, tmp_path):
     config = target_config(
         sandbox,
@@ -208,11 +203,6 @@ def test_dry_run_sample_masks_custom_field_values(sandbox, tmp_path):
         assert value not in done.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding: the scrubber only knows the registry's personal fields, so a customFields "
-    "value careCycle echoes in an error reaches reasons, logs, the store and the report",
-)
 def test_scrubber_strips_echoed_custom_field_values():
     lead = {
         "phoneNumber": "+13122000001",
@@ -315,12 +305,6 @@ class _EchoHandler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding: a customFields value (an SSN) careCycle echoes in a per-record error is "
-    "not scrubbed: it lands in the log, the store (sync log and run history reasons) and "
-    "every report format",
-)
 def test_echoed_custom_field_values_reach_no_log_store_or_report(tmp_path):
     server = ThreadingHTTPServer(("127.0.0.1", 0), _EchoHandler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -532,12 +516,6 @@ def test_report_reads_a_store_in_a_read_only_directory(sandbox, tmp_path):
     assert done.returncode == 0, done.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding: with the sync log off the store still holds externalIds in clear when "
-    "careCycle's per-record error text names the externalId: it is kept as a top reason "
-    "(docs/history.md says the history alone holds no externalId)",
-)
 def test_sync_log_off_store_holds_no_external_id_echoed_by_carecycle(tmp_path):
     server = ThreadingHTTPServer(("127.0.0.1", 0), _EchoHandler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
