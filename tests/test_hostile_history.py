@@ -346,11 +346,6 @@ def test_echoed_custom_field_values_reach_no_log_store_or_report(tmp_path):
         server.server_close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding: the 'only sdk_shims touches a private singer_sdk name' check misses a "
-    "private attribute read through vars()/__dict__ or operator.attrgetter",
-)
 @pytest.mark.parametrize(
     "source",
     [
