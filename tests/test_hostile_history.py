@@ -421,11 +421,6 @@ def test_sync_log_without_a_store_is_not_silently_ignored(sandbox, tmp_path):
     assert [line for line in said if "WARNING" in line or "ERROR" in line], said
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding: external_id mapped to a personal column (email) is accepted without a "
-    "word; the email then appears in log lines, the sync log and the HTML/CSV reports",
-)
 def test_an_external_id_taken_from_a_personal_column_is_flagged(sandbox, tmp_path):
     store = tmp_path / "s.sqlite"
     config = target_config(

@@ -36,6 +36,7 @@ from target_carecycle.client import (
     Scrubber,
 )
 from target_carecycle.fields import PERSONAL_FIELDS
+from target_carecycle.mapping import parse_streams_setting, personal_external_id
 from target_carecycle.outcomes import OutputFileError, RunOutcomes, mask_lead
 from target_carecycle.sandbox.samples import api_leads, singer_lines
 
@@ -381,6 +382,42 @@ def test_the_dry_run_mask_keeps_custom_field_keys_and_masks_their_values():
     assert [item["fieldKey"] for item in masked["customFields"]] == ["ssn", "spouse"]
     shown = str(masked)
     assert "123-45-6789" not in shown and "45-67" not in shown and "Yyspouse" not in shown
+
+
+@pytest.mark.parametrize(
+    ("stream", "expected"),
+    [
+        ({"external_id": "email"}, ("streams.s.external_id", "email", "email")),
+        ({"external_id": "Phone Number"}, ("streams.s.external_id", "Phone Number", "phoneNumber")),
+        ({"external_id": "contact.mobile"}, ("streams.s.external_id", "contact.mobile", "phoneNumber")),
+        ({"external_id": "dob"}, ("streams.s.external_id", "dob", "dateOfBirth")),
+        ({"external_id": "mbi"}, ("streams.s.external_id", "mbi", "mbiNumber")),
+        (  # a column the stream maps to a personal field, whatever its name
+            {"external_id": "c.k", "fields": {"email": "c.k"}},
+            ("streams.s.external_id", "c.k", "email"),
+        ),
+        (
+            {"external_id": "social", "custom_fields": {"ssn": "social"}},
+            ("streams.s.external_id", "social", "customFields"),
+        ),
+        (
+            {"fields": {"externalId": "work_email", "email": "work_email"}},
+            ("streams.s.fields.externalId", "work_email", "email"),
+        ),
+        ({"fields": {"externalId": "e_mail"}}, ("streams.s.fields.externalId", "e_mail", "email")),
+        # A CRM id, or no setting at all: nothing to say.
+        ({"external_id": "crm_id"}, None),
+        ({"external_id": "id"}, None),
+        ({"external_id": "contact.id", "fields": {"email": "contact.email"}}, None),
+        ({"external_id": "state"}, None),  # a lead field, not a personal one
+        ({"fields": {"email": "email"}}, None),
+        ({}, None),
+    ],
+)
+def test_an_external_id_from_a_personal_column_is_found(stream, expected):
+    settings = parse_streams_setting({"s": stream})["s"]
+    found = personal_external_id("s", settings)
+    assert (tuple(found) if found else None) == expected
 
 
 @pytest.mark.parametrize("at", range(4096 - 30, 4096 + 2))
