@@ -323,7 +323,8 @@ def test_sdk_shims_is_where_the_private_names_are() -> None:
             "uses _validator",
         ),
         (
-            "from operator import attrgetter\ndef f(s):\n    return attrgetter('x', 'a._validator')(s)",
+            "from operator import attrgetter\n"
+            "def f(s):\n    return attrgetter('x', 'a._validator')(s)",
             "uses _validator",
         ),
         (

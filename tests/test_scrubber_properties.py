@@ -190,9 +190,7 @@ def test_a_name_sent_is_scrubbed_escaped_or_decomposed(name, which, before, afte
     before=plain_words,
     after=plain_words,
 )
-def test_custom_values_and_external_ids_sent_are_scrubbed(
-    value, external_id, which, before, after
-):
+def test_custom_values_and_external_ids_sent_are_scrubbed(value, external_id, which, before, after):
     """A custom field's value (in any escaped spelling) and the batch's externalId never
     survive careCycle's text, when the value could identify someone."""
     if value.strip().casefold() in {"true", "false", "yes", "null", "none"}:

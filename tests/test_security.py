@@ -343,15 +343,21 @@ def test_the_scrubber(text, expected):
         ("customFields.0.value: '123-45-6789' refused", "customFields.0.value: '<value>' refused"),
         ("spouse Yyspouse%20Name", "spouse <value>"),
         # Values that identify no one stay, so careCycle's text is not garbled.
-        ("customFields.1.value must be true or false", "customFields.1.value must be true or false"),
+        (
+            "customFields.1.value must be true or false",
+            "customFields.1.value must be true or false",
+        ),
         # externalIds: whole tokens only, so careCycle's own numbers stay.
-        ("record 1001 refused: at most 10010 characters", "record <externalId> refused: at most 10010 characters"),
+        (
+            "record 1001 refused: at most 10010 characters",
+            "record <externalId> refused: at most 10010 characters",
+        ),
         ("externalId 'HOSTILE7' is a duplicate", "externalId '<externalId>' is a duplicate"),
         ("id 12 refused", "id 12 refused"),  # too short to identify anyone
     ],
 )
 def test_the_scrubber_on_custom_fields_and_external_ids(text, expected):
-    leads = [
+    leads: list[dict[str, Any]] = [
         {
             "externalId": "1001",
             "firstName": "Zebediah",
@@ -389,7 +395,10 @@ def test_the_dry_run_mask_keeps_custom_field_keys_and_masks_their_values():
     [
         ({"external_id": "email"}, ("streams.s.external_id", "email", "email")),
         ({"external_id": "Phone Number"}, ("streams.s.external_id", "Phone Number", "phoneNumber")),
-        ({"external_id": "contact.mobile"}, ("streams.s.external_id", "contact.mobile", "phoneNumber")),
+        (
+            {"external_id": "contact.mobile"},
+            ("streams.s.external_id", "contact.mobile", "phoneNumber"),
+        ),
         ({"external_id": "dob"}, ("streams.s.external_id", "dob", "dateOfBirth")),
         ({"external_id": "mbi"}, ("streams.s.external_id", "mbi", "mbiNumber")),
         (  # a column the stream maps to a personal field, whatever its name
