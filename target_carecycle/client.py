@@ -60,6 +60,14 @@ MAX_SCANNED_TEXT = 4096
 MAX_URL_DECODING = 5
 KEY_PLACEHOLDER = "<api key>"
 VALUE_PLACEHOLDER = "<value>"
+EXTERNAL_ID_PLACEHOLDER = "<externalId>"
+# Sent values shorter than this identify no one and are not removed when careCycle echoes
+# them as a whole token of its own (a custom field's "1", an externalId "7"): removing them
+# would garble careCycle's text ("customFields.1.value", "records.7.phoneNumber").
+MIN_SCRUBBED_LENGTH = 3
+# Custom field values that identify no one whatever their length (leads.py writes booleans
+# as true/false): removing them would garble words ("construe", "yesterday").
+_NOT_IDENTIFYING = frozenset({"true", "false", "yes", "null", "none"})
 # Anything shaped like a careCycle key (`cc_` + 6 or more key characters), even a part of one.
 _KEY_SHAPED = re.compile(r"(?<![A-Za-z0-9])cc_[A-Za-z0-9_\-]{6,}", re.IGNORECASE)
 # Line breaks and other control characters would let server text forge log lines.
@@ -168,12 +176,14 @@ def _same_host_for_requests(api_url: str, host: str) -> bool:
 class Scrubber:
     """Makes text careCycle sent back safe to print or store.
 
-    Removes the API key (raw, URL-encoded, base64, and anything shaped like a key) and every
+    Removes the API key (raw, URL-encoded, base64, and anything shaped like a key), every
     personal value of the leads in the batch (also in the spellings careCycle may echo: phone
-    digits, date separators, URL-encoded), and turns control characters into spaces so the
-    text stays one log line. Every message, code, per-record error and header value from
-    careCycle passes through one of these before it reaches a log, an exception, the reject
-    file or the summary.
+    digits, date separators, URL-encoded), custom field values included, and the batch's
+    externalIds (`<externalId>`: a reason is kept in the store's run history, which holds no
+    externalId; logs and reject files name the record by its externalId in a field of their
+    own), and turns control characters into spaces so the text stays one log line. Every
+    message, code, per-record error and header value from careCycle passes through one of
+    these before it reaches a log, an exception, the reject file, the summary or the store.
     """
 
     def __init__(
@@ -188,6 +198,7 @@ class Scrubber:
         # The fields whose values are removed (fields.py marks them; a test passes its own).
         self.personal_fields = personal_fields
         self._value_needles: list[tuple[str, str]] | None = None  # built on first use
+        self._id_needles: list[tuple[str, str]] = []  # the batch's externalIds, with them
         self._phones: frozenset[str] = frozenset()  # national numbers and their last 7 digits
         self._dates: frozenset[tuple[int, int, int]] = frozenset()  # (year, month, day)
 
@@ -205,7 +216,7 @@ class Scrubber:
         return _finish(clean, limit)
 
     def _longest_needle(self) -> int:
-        needles = [*self._key_needles, *(self._value_needles or [])]
+        needles = [*self._key_needles, *(self._value_needles or []), *self._id_needles]
         return max((len(value) for value, _ in needles), default=0)
 
     def holds_key(self, text: str) -> bool:
@@ -222,6 +233,7 @@ class Scrubber:
     def _remove_exact(self, text: str) -> str:
         if self._value_needles is None:
             self._value_needles = _needles(_personal_values(self._leads, self.personal_fields))
+            self._id_needles = _needles(_external_ids(self._leads))
             self._phones = _phone_numbers(self._leads)
             self._dates = _birth_dates(self._leads)
         text = _replace(text, self._key_needles, KEY_PLACEHOLDER)
@@ -230,7 +242,7 @@ class Scrubber:
             text = _replace_phones(text, self._phones)
         if self._dates:
             text = _replace_dates(text, self._dates)
-        return text
+        return _replace_tokens(text, self._id_needles, EXTERNAL_ID_PLACEHOLDER)
 
 
 def _finish(text: str, limit: int | None) -> str:
@@ -261,18 +273,61 @@ def _personal_values(
     """
     found: set[str] = set()
     for lead in leads:
-        for name, value in lead.items():
-            if name not in personal_fields or not isinstance(value, str) or not value.strip():
-                continue
-            forms = {value, value.strip()}
-            forms |= {unicodedata.normalize(form, value.strip()) for form in _NORMAL_FORMS}
-            for form in forms:
-                found.update({form, quote(form, safe=""), quote_plus(form)})
+        for name, value in sent_personal_values(lead, personal_fields):
+            found |= _spellings(value)
             if name == "phoneNumber":
                 found.update(_phone_spellings(value))
             elif name == "dateOfBirth":
                 found.update({value.replace("-", "/"), value.replace("/", "-")})
     return {value for value in found if value}
+
+
+def sent_personal_values(
+    lead: Mapping[str, Any], personal_fields: Collection[str] = PERSONAL_FIELDS
+) -> Iterator[tuple[str, str]]:
+    """(field, value) for each personal text value of `lead`, each custom field value too.
+
+    A list of `{fieldKey, value}` items (customFields) gives each item's `value` (not its
+    `fieldKey`, which careCycle's settings define), except values that identify no one: under
+    MIN_SCRUBBED_LENGTH characters or a yes/no word (`_NOT_IDENTIFYING`), so a custom field
+    holding "1" or "true" does not garble careCycle's text.
+    """
+    for name, value in lead.items():
+        if name not in personal_fields:
+            continue
+        if isinstance(value, str):
+            if value.strip():
+                yield name, value
+        elif isinstance(value, list | tuple):
+            for item in value:
+                text = item.get("value") if isinstance(item, Mapping) else None
+                if isinstance(text, str) and _identifying(text):
+                    yield name, text
+
+
+def _identifying(value: str) -> bool:
+    text = value.strip()
+    return len(text) >= MIN_SCRUBBED_LENGTH and text.casefold() not in _NOT_IDENTIFYING
+
+
+def _spellings(value: str) -> set[str]:
+    """`value` as sent, stripped, in each Unicode normal form, and URL-encoded."""
+    forms = {value, value.strip()}
+    forms |= {unicodedata.normalize(form, value.strip()) for form in _NORMAL_FORMS}
+    found: set[str] = set()
+    for form in forms:
+        found.update({form, quote(form, safe=""), quote_plus(form)})
+    return found
+
+
+def _external_ids(leads: Sequence[Mapping[str, Any]]) -> set[str]:
+    """The batch's externalIds (at least MIN_SCRUBBED_LENGTH long) in the spellings echoed."""
+    found: set[str] = set()
+    for lead in leads:
+        value = lead.get("externalId")
+        if isinstance(value, str) and len(value.strip()) >= MIN_SCRUBBED_LENGTH:
+            found |= _spellings(value)
+    return {value for value in found if len(value) >= MIN_SCRUBBED_LENGTH}
 
 
 _NORMAL_FORMS: tuple[Literal["NFC", "NFD", "NFKC", "NFKD"], ...] = ("NFC", "NFD", "NFKC", "NFKD")
@@ -423,6 +478,26 @@ def _replace(text: str, needles: list[tuple[str, str]], placeholder: str) -> str
     if not hits:
         return text
     alternatives = [re.escape(v) if len(v) >= 3 else rf"(?<!\w){re.escape(v)}(?!\w)" for v in hits]
+    return re.sub("|".join(alternatives), placeholder, text, flags=re.IGNORECASE)
+
+
+def _replace_tokens(text: str, needles: list[tuple[str, str]], placeholder: str) -> str:
+    """Replace every needle in `text` ignoring case, where it is not part of a longer word.
+
+    An externalId is often a number ("255", "1001"): careCycle's text holds numbers of its
+    own ("at most 255 characters", "1001 records") that must stay whole, and an id inside
+    a longer run of letters or digits is another value.
+    """
+    folded = text.casefold()
+    hits = [value for value, folded_value in needles if folded_value in folded]
+    if not hits:
+        return text
+    alternatives = [
+        ("(?<![^\\W_])" if value[0].isalnum() else "")
+        + re.escape(value)
+        + ("(?![^\\W_])" if value[-1].isalnum() else "")
+        for value in hits
+    ]
     return re.sub("|".join(alternatives), placeholder, text, flags=re.IGNORECASE)
 
 
@@ -1030,8 +1105,8 @@ def usable_id(value: Any, scrub: Scrubber, lead: Mapping[str, Any]) -> str | Non
     if _UUID.fullmatch(text):
         return text  # hex in fixed groups: no room for a name or an address
     parts = set(folded.replace("_", "-").split("-"))
-    for name, sent in lead.items():
-        if name not in scrub.personal_fields or not isinstance(sent, str) or len(sent) < 3:
+    for _name, sent in sent_personal_values(lead, scrub.personal_fields):
+        if len(sent) < MIN_SCRUBBED_LENGTH:
             continue
         sent = sent.strip().casefold()
         if sent in parts or (len(sent) >= 6 and sent in folded):

@@ -180,7 +180,9 @@ FIELDS: tuple[FieldSpec, ...] = (
     _text("externalId", 255, personal=False, aliases=("external_id",)),
     _text("sourceId", None, personal=False, aliases=("source_id",)),
     FieldSpec("leadCost", "number", personal=False, aliases=("lead_cost",)),
-    FieldSpec("customFields", "custom_fields", personal=False),
+    # Free-form: a custom field can hold anything (an SSN, a spouse's name), so every value is
+    # personal; its fieldKey (set up in careCycle's settings) is not (outcomes.mask_lead, Scrubber).
+    FieldSpec("customFields", "custom_fields", personal=True),
     # Only in careCycle's answers ("Responses": each result is the customer record).
     _text("id", None, personal=False, upload=False),
     _text("status", None, personal=False, upload=False),

@@ -18,9 +18,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, NamedTuple
 
-from target_carecycle.fields import ALIASES, LEAD_FIELDS, MAX_CUSTOM_FIELDS
+from target_carecycle.fields import ALIASES, LEAD_FIELDS, MAX_CUSTOM_FIELDS, PERSONAL_FIELDS
 from target_carecycle.leads import canonical_text, is_huge, scientific_text
 
 __all__ = [
@@ -29,10 +29,12 @@ __all__ = [
     "EXTERNAL_ID_SOURCES",
     "STREAM_SETTING_KEYS",
     "MappingConfigError",
+    "PersonalExternalId",
     "StreamMapper",
     "StreamSettings",
     "normalise_column_name",
     "parse_streams_setting",
+    "personal_external_id",
     "settings_for_stream",
 ]
 
@@ -235,6 +237,47 @@ def settings_for_stream(streams: Mapping[str, StreamSettings], stream_name: str)
     if found is None:
         found = streams.get("*")
     return found if found is not None else StreamSettings()
+
+
+class PersonalExternalId(NamedTuple):
+    """A stream's own externalId read from a column that holds personal data."""
+
+    setting: str  # streams.<stream>.external_id or streams.<stream>.fields.externalId
+    column: str  # the dotted path the setting names
+    lead_field: str  # the personal lead field that column is (or maps to)
+
+
+def personal_external_id(stream_name: str, settings: StreamSettings) -> PersonalExternalId | None:
+    """Where the stream's settings take the externalId from a personal column, else None.
+
+    An externalId names the record in log lines, reject and results files, the sync log and
+    the report, so an email or a phone taken as one puts personal data in all of them. A
+    column is personal when the stream's `fields` or `custom_fields` map that same path to a
+    personal field (custom field values are personal), or when its name (the path's last
+    segment) maps to a personal field by the registry's aliases.
+    """
+    where = f"streams.{stream_name}"
+    choices = (
+        (f"{where}.external_id", settings.external_id),
+        (f"{where}.fields.externalId", settings.fields.get("externalId")),
+    )
+    for setting, path in choices:
+        if not path:
+            continue
+        lead_field = _personal_field_of(path, settings)
+        if lead_field is not None:
+            return PersonalExternalId(setting, ".".join(path), lead_field)
+    return None
+
+
+def _personal_field_of(path: Path, settings: StreamSettings) -> str | None:
+    for name, mapped in settings.fields.items():
+        if mapped == path and name in PERSONAL_FIELDS:
+            return name
+    if path in settings.custom_fields.values() and "customFields" in PERSONAL_FIELDS:
+        return "customFields"
+    auto = _auto_field(path[-1])
+    return auto[1] if auto is not None and auto[1] in PERSONAL_FIELDS else None
 
 
 # --------------------------------------------------------------------------- values

@@ -719,10 +719,26 @@ def _refusal(setting: str, path: str) -> str:
 def mask_lead(
     lead: Mapping[str, Any], personal_fields: Collection[str] = PERSONAL_FIELDS
 ) -> dict[str, Any]:
-    """A copy of `lead` safe to print: personal values keep only their shape's ends."""
+    """A copy of `lead` safe to print: personal values keep only their shape's ends.
+
+    A list of `{fieldKey, value}` items (customFields) keeps each `fieldKey`, which careCycle's
+    settings define, and masks each `value`, which can hold anything.
+    """
     return {
-        name: _mask(value) if name in personal_fields else value for name, value in lead.items()
+        name: _mask_field(value) if name in personal_fields else value
+        for name, value in lead.items()
     }
+
+
+def _mask_field(value: Any) -> Any:
+    if not isinstance(value, list | tuple):
+        return _mask(value)
+    return [
+        {"fieldKey": item.get("fieldKey"), "value": _mask(item.get("value"))}
+        if isinstance(item, Mapping) and "value" in item
+        else _mask(item)
+        for item in value
+    ]
 
 
 def _mask(value: Any) -> str:

@@ -17,7 +17,7 @@ from singer_sdk.target_base import Target
 
 from target_carecycle.client import BatchResult
 from target_carecycle.leads import normalise_lead
-from target_carecycle.mapping import StreamMapper, settings_for_stream
+from target_carecycle.mapping import StreamMapper, personal_external_id, settings_for_stream
 from target_carecycle.outcomes import UncountedRecords, mask_lead
 from target_carecycle.printable import printable
 from target_carecycle.run_context import RunContext, run_context_of
@@ -128,6 +128,7 @@ class CareCycleSink(ShimmedBatchSink):
         self._batch: dict[str, WaitingLead] = {}
         self._warned_content_hash = False
         self._dry_run_shown = 0
+        self._warn_about_a_personal_external_id()
 
     @property
     def max_size(self) -> int:
@@ -232,6 +233,23 @@ class CareCycleSink(ShimmedBatchSink):
     def _reject(self, position: int, external_id: str | None, reason: str, record: Any) -> None:
         self._outcomes.rejected(self.stream_name, position, external_id, reason, record)
         self._outcomes.check_error_limit()
+
+    def _warn_about_a_personal_external_id(self) -> None:
+        """Say at the stream's start when its externalIds are personal data (an email...)."""
+        found = personal_external_id(self.stream_name, self._stream_settings)
+        if found is None:
+            return
+        self.logger.warning(
+            "Stream '%s': %s takes the externalId from column '%s', which holds personal data "
+            "(%s): externalIds appear in log lines, reject and results files, the sync log "
+            "and the report. Map a CRM id (the record's own ID) to streams.%s.external_id "
+            "instead.",
+            printable(self.stream_name),
+            printable(found.setting),
+            printable(found.column),
+            found.lead_field,
+            printable(self.stream_name),
+        )
 
     def _warn_once_about_content_hash(self) -> None:
         if self._warned_content_hash or self._mapper.external_id_source != "content_hash":

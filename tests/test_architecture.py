@@ -221,21 +221,59 @@ def private_sdk_uses(tree: ast.Module, sdk_classes: dict[str, type], own: set[st
             elif isinstance(node, ast.Attribute) and node.attr in inherited:
                 found.append(f"line {node.lineno}: {cls_node.name} uses .{node.attr}")
     for node in ast.walk(tree):
-        name = None
-        if isinstance(node, ast.Attribute):
-            name = node.attr
-        elif (
-            isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Name)
-            and node.func.id in ("getattr", "setattr", "hasattr")
-            and len(node.args) >= 2
-            and isinstance(node.args[1], ast.Constant)
-            and isinstance(node.args[1].value, str)
-        ):
-            name = node.args[1].value
-        if name in sdk and name not in own:
-            found.append(f"line {getattr(node, 'lineno', 0)}: uses {name}")
+        for name in names_touched(node):
+            if name in sdk and name not in own:
+                found.append(f"line {getattr(node, 'lineno', 0)}: uses {name}")
     return sorted(set(found))
+
+
+# Calls that read or write an attribute named by a string: getattr(x, "_n"), attrgetter("_n").
+NAMED_BY_SECOND_ARGUMENT = {"getattr", "setattr", "hasattr", "delattr"}
+NAMED_BY_EVERY_ARGUMENT = {"attrgetter", "methodcaller"}
+# Methods of an instance's __dict__ (or vars(x)) that take the attribute's name first.
+DICT_LOOKUPS = {"get", "pop", "setdefault", "__getitem__", "__setitem__", "__contains__"}
+
+
+def names_touched(node: ast.AST) -> list[str]:
+    """Attribute names `node` reads or writes: `x.name`, and the indirect ways (a string
+    naming it to getattr/setattr/hasattr/delattr, operator.attrgetter or methodcaller, or a
+    key of `vars(x)` or `x.__dict__`)."""
+    if isinstance(node, ast.Attribute):
+        return [node.attr]
+    if isinstance(node, ast.Subscript) and _is_instance_dict(node.value):
+        return _string_constants([node.slice])
+    if not isinstance(node, ast.Call):
+        return []
+    func = node.func
+    called = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
+    if called in NAMED_BY_SECOND_ARGUMENT and len(node.args) >= 2:
+        return _string_constants(node.args[1:2])
+    if called in NAMED_BY_EVERY_ARGUMENT:
+        arguments = node.args if called == "attrgetter" else node.args[:1]
+        return [part for name in _string_constants(arguments) for part in name.split(".")]
+    if (
+        isinstance(func, ast.Attribute)
+        and func.attr in DICT_LOOKUPS
+        and _is_instance_dict(func.value)
+    ):
+        return _string_constants(node.args[:1])
+    return []
+
+
+def _is_instance_dict(node: ast.AST) -> bool:
+    """`vars(x)` or `x.__dict__`: an instance's attributes as a dict."""
+    if isinstance(node, ast.Attribute):
+        return node.attr == "__dict__"
+    return (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == "vars"
+        and len(node.args) == 1
+    )
+
+
+def _string_constants(nodes: list[ast.expr]) -> list[str]:
+    return [n.value for n in nodes if isinstance(n, ast.Constant) and isinstance(n.value, str)]
 
 
 def uses_in_module(name: str, trees: dict[str, ast.Module]) -> list[str]:
@@ -274,6 +312,21 @@ def test_sdk_shims_is_where_the_private_names_are() -> None:
         ("from singer_sdk.helpers import _batch", "import singer_sdk.helpers._batch"),
         ("def f(target):\n    return target._sinks_active", "uses _sinks_active"),
         ("def f(sink):\n    return getattr(sink, '_validator')", "uses _validator"),
+        ("def f(sink):\n    setattr(sink, '_validator', None)", "uses _validator"),
+        ("def f(sink):\n    return hasattr(sink, '_validator')", "uses _validator"),
+        ("def f(target):\n    return vars(target)['_sinks_active']", "uses _sinks_active"),
+        ("def f(target):\n    return target.__dict__['_latest_state']", "uses _latest_state"),
+        ("def f(target):\n    return vars(target).get('_latest_state')", "uses _latest_state"),
+        ("def f(target):\n    target.__dict__['_latest_state'] = {}", "uses _latest_state"),
+        (
+            "import operator\ndef f(sink):\n    return operator.attrgetter('_validator')(sink)",
+            "uses _validator",
+        ),
+        (
+            "from operator import attrgetter\n"
+            "def f(s):\n    return attrgetter('x', 'a._validator')(s)",
+            "uses _validator",
+        ),
         (
             "from singer_sdk.target_base import Target\n"
             "class T(Target):\n"
@@ -295,6 +348,20 @@ def test_a_private_use_outside_the_shims_is_found(source: str, expected: str) ->
     ]
     found = private_sdk_uses(tree, {c.__name__: c for c in classes}, own=set())
     assert any(expected in line for line in found), found
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "def f(row):\n    return row['_sinks_active']",  # a dict key, not an attribute
+        "def f(target):\n    return vars(target)['config']",  # public
+        "def f(target):\n    return getattr(target, 'name')",
+        "import operator\nget = operator.attrgetter('logger')",
+        "def f(target):\n    return vars(target)['_my_own_name']",  # not the SDK's
+    ],
+)
+def test_a_public_or_unrelated_name_is_not_reported(source: str) -> None:
+    assert private_sdk_uses(ast.parse(source), {}, own=set()) == []
 
 
 # Every setting through RunSettings

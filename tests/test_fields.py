@@ -149,10 +149,11 @@ def test_no_two_aliases_of_different_fields_look_alike_once_normalised():
 # --------------------------------------------------------------------------- personal data
 
 # Name parts that suggest a field identifies a person (names, contact details, birth dates,
-# addresses, government and insurance numbers, customer ids at other companies).
+# addresses, government and insurance numbers, customer ids at other companies, and free-form
+# custom fields, which can hold any of these).
 LOOKS_PERSONAL = re.compile(
     r"name|initial|phone|mobile|e?mail|birth|dob|address|street|city|zip|postal|ssn|social"
-    r"|number|customerid|mbi|passport|licen[cs]e|taxid",
+    r"|number|custom|mbi|passport|licen[cs]e|taxid|note|comment",
     re.IGNORECASE,
 )
 # Reviewed: names that match the pattern but whose values identify no one.
@@ -192,6 +193,13 @@ def test_the_heuristic_catches_the_fields_that_are_personal_today():
         if spec.personal:
             unmarked = FieldSpec(spec.name, spec.kind, personal=False, max_length=spec.max_length)
             assert unmarked_personal([unmarked]) == [spec.name]
+
+
+def test_free_form_fields_are_personal():
+    """Custom fields can hold anything (an SSN, a spouse's name): their values are personal."""
+    free_form = [spec for spec in FIELDS if spec.kind == "custom_fields"]
+    assert [spec.name for spec in free_form] == ["customFields"]
+    assert all(spec.personal for spec in free_form)
 
 
 def test_a_field_cannot_be_declared_without_deciding_personal():

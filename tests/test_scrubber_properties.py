@@ -57,7 +57,8 @@ def test_no_spelling_of_the_key_survives(key, before, after, which, upper):
 def test_no_personal_value_survives_and_text_stays_one_short_line(key, first, last, before, after):
     lead = {"firstName": first, "lastName": last, "externalId": "x:1"}
     out = Scrubber(key, [lead])(f"{before}{first} {last}{after}{key}")
-    visible = out.replace("<value>", "\0").replace("<api key>", "\0").lower()
+    visible = out.replace("<value>", "\0").replace("<api key>", "\0")
+    visible = visible.replace("<externalId>", "\0").lower()
     assert first.lower() not in visible
     assert last.lower() not in visible
     assert key not in out
@@ -179,6 +180,31 @@ def test_a_name_sent_is_scrubbed_escaped_or_decomposed(name, which, before, afte
     visible = unicodedata.normalize("NFKC", out).casefold()
     assert unicodedata.normalize("NFKC", name).casefold() not in visible, (spelled, out)
     assert spelled not in out
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    value=st.text(name_letters, min_size=3, max_size=16),
+    external_id=st.from_regex(r"[A-Za-z0-9:_-]{3,40}", fullmatch=True),
+    which=st.integers(0, 9),
+    before=plain_words,
+    after=plain_words,
+)
+def test_custom_values_and_external_ids_sent_are_scrubbed(value, external_id, which, before, after):
+    """A custom field's value (in any escaped spelling) and the batch's externalId never
+    survive careCycle's text, when the value could identify someone."""
+    if value.strip().casefold() in {"true", "false", "yes", "null", "none"}:
+        return
+    spelled = escaped_forms(value)[which]
+    lead = {
+        "externalId": external_id,
+        "customFields": [{"fieldKey": "note", "value": value}],
+    }
+    text = f"{before} {external_id} {spelled} {after}"
+    out = Scrubber("cc_test_custom_key_0001", [lead])(text, limit=10_000)
+    visible = unicodedata.normalize("NFKC", out.replace("<externalId>", "\0")).casefold()
+    assert unicodedata.normalize("NFKC", value).casefold() not in visible, (spelled, out)
+    assert external_id.casefold() not in visible, out
 
 
 @settings(max_examples=300, deadline=None)

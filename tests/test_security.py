@@ -36,7 +36,8 @@ from target_carecycle.client import (
     Scrubber,
 )
 from target_carecycle.fields import PERSONAL_FIELDS
-from target_carecycle.outcomes import OutputFileError, RunOutcomes
+from target_carecycle.mapping import parse_streams_setting, personal_external_id
+from target_carecycle.outcomes import OutputFileError, RunOutcomes, mask_lead
 from target_carecycle.sandbox.samples import api_leads, singer_lines
 
 ECHO_KEY = "cc_echo_Key+/=s3cret42"
@@ -335,6 +336,99 @@ def test_the_scrubber(text, expected):
     assert Scrubber(ECHO_KEY, [lead])(text) == expected
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # Custom field values are personal: each value goes, its fieldKey stays.
+        ("customFields.0.value: '123-45-6789' refused", "customFields.0.value: '<value>' refused"),
+        ("spouse Yyspouse%20Name", "spouse <value>"),
+        # Values that identify no one stay, so careCycle's text is not garbled.
+        (
+            "customFields.1.value must be true or false",
+            "customFields.1.value must be true or false",
+        ),
+        # externalIds: whole tokens only, so careCycle's own numbers stay.
+        (
+            "record 1001 refused: at most 10010 characters",
+            "record <externalId> refused: at most 10010 characters",
+        ),
+        ("externalId 'HOSTILE7' is a duplicate", "externalId '<externalId>' is a duplicate"),
+        ("id 12 refused", "id 12 refused"),  # too short to identify anyone
+    ],
+)
+def test_the_scrubber_on_custom_fields_and_external_ids(text, expected):
+    leads: list[dict[str, Any]] = [
+        {
+            "externalId": "1001",
+            "firstName": "Zebediah",
+            "customFields": [
+                {"fieldKey": "ssn", "value": "123-45-6789"},
+                {"fieldKey": "spouse", "value": "Yyspouse Name"},
+                {"fieldKey": "smoker", "value": "true"},
+                {"fieldKey": "count", "value": "1"},
+            ],
+        },
+        {"externalId": "hostile7", "firstName": "Quentin"},
+        {"externalId": "12", "firstName": "Quentin"},
+    ]
+    assert Scrubber(ECHO_KEY, leads)(text) == expected
+
+
+def test_the_dry_run_mask_keeps_custom_field_keys_and_masks_their_values():
+    lead = {
+        "phoneNumber": "+13128471928",
+        "state": "IL",
+        "customFields": [
+            {"fieldKey": "ssn", "value": "123-45-6789"},
+            {"fieldKey": "spouse", "value": "Yyspouse Name"},
+        ],
+    }
+    masked = mask_lead(lead)
+    assert masked["state"] == "IL"
+    assert [item["fieldKey"] for item in masked["customFields"]] == ["ssn", "spouse"]
+    shown = str(masked)
+    assert "123-45-6789" not in shown and "45-67" not in shown and "Yyspouse" not in shown
+
+
+@pytest.mark.parametrize(
+    ("stream", "expected"),
+    [
+        ({"external_id": "email"}, ("streams.s.external_id", "email", "email")),
+        ({"external_id": "Phone Number"}, ("streams.s.external_id", "Phone Number", "phoneNumber")),
+        (
+            {"external_id": "contact.mobile"},
+            ("streams.s.external_id", "contact.mobile", "phoneNumber"),
+        ),
+        ({"external_id": "dob"}, ("streams.s.external_id", "dob", "dateOfBirth")),
+        ({"external_id": "mbi"}, ("streams.s.external_id", "mbi", "mbiNumber")),
+        (  # a column the stream maps to a personal field, whatever its name
+            {"external_id": "c.k", "fields": {"email": "c.k"}},
+            ("streams.s.external_id", "c.k", "email"),
+        ),
+        (
+            {"external_id": "social", "custom_fields": {"ssn": "social"}},
+            ("streams.s.external_id", "social", "customFields"),
+        ),
+        (
+            {"fields": {"externalId": "work_email", "email": "work_email"}},
+            ("streams.s.fields.externalId", "work_email", "email"),
+        ),
+        ({"fields": {"externalId": "e_mail"}}, ("streams.s.fields.externalId", "e_mail", "email")),
+        # A CRM id, or no setting at all: nothing to say.
+        ({"external_id": "crm_id"}, None),
+        ({"external_id": "id"}, None),
+        ({"external_id": "contact.id", "fields": {"email": "contact.email"}}, None),
+        ({"external_id": "state"}, None),  # a lead field, not a personal one
+        ({"fields": {"email": "email"}}, None),
+        ({}, None),
+    ],
+)
+def test_an_external_id_from_a_personal_column_is_found(stream, expected):
+    settings = parse_streams_setting({"s": stream})["s"]
+    found = personal_external_id("s", settings)
+    assert (tuple(found) if found else None) == expected
+
+
 @pytest.mark.parametrize("at", range(4096 - 30, 4096 + 2))
 def test_a_long_text_cut_before_scanning_never_shows_a_piece_of_the_key(at):
     text = "x" * at + ECHO_KEY + "y" * 5000
@@ -344,9 +438,12 @@ def test_a_long_text_cut_before_scanning_never_shows_a_piece_of_the_key(at):
             assert ECHO_KEY[start : start + size] not in out
 
 
-def test_the_scrubber_keeps_external_ids_and_cuts_long_text_after_scrubbing():
+def test_the_scrubber_replaces_external_ids_and_cuts_long_text_after_scrubbing():
+    """careCycle's text loses the batch's externalIds: reasons are kept in the run history,
+    which holds no externalId (the log and reject files name the record in their own field)."""
     scrub = Scrubber(ECHO_KEY, [{"externalId": "crm:1", "firstName": "Zebediah"}])
-    assert scrub("crm:1 refused") == "crm:1 refused"
+    assert scrub("crm:1 refused") == "<externalId> refused"
+    assert scrub("crm%3A1 refused, crm:10 is another") == "<externalId> refused, crm:10 is another"
     long = "x" * 195 + ECHO_KEY
     assert scrub(long) == "x" * 195 + "<api "  # never a piece of the key
     assert scrub.key_only(f"id-{ECHO_KEY}-Zebediah") == "id-<api key>-Zebediah"
