@@ -122,11 +122,6 @@ def test_report_one_line_errors_for_hostile_inputs(sandbox, tmp_path):
 # -- history consistency ---------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding: the text report prints 0 received / 0 sent for a run killed with -9 "
-    "(JSON rightly has no counts); that run had delivered its leads",
-)
 def test_text_report_shows_no_counts_for_a_killed_run(sandbox, tmp_path):
     store = tmp_path / "s.sqlite"
     config = target_config(sandbox, sync_store=str(store), batch_size_rows=5)
@@ -414,12 +409,6 @@ print(json.dumps(problems))
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding (issue 18): a new outcome is not one registry entry: report.py keeps its own "
-    "outcome lists (text columns, 'other = merged + skipped + unsent', HTML colours, labels, "
-    "run table), so a new outcome's records vanish from the text and HTML reports, no test fails",
-)
 def test_a_new_outcome_in_the_registry_reaches_the_report() -> None:
     done = subprocess.run(
         [sys.executable, "-c", NEW_OUTCOME_PROBE],
