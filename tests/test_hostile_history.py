@@ -49,11 +49,6 @@ def store_runs(tmp_path: Path, sandbox: Any, **extra: Any) -> tuple[dict[str, An
 # -- carecycle-report must never change the store ------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding: --out naming the sync store's own file truncates and overwrites the store "
-    "(the report promises it never changes a store; the next run finds it corrupt)",
-)
 def test_report_out_onto_its_own_store_leaves_the_store_alone(sandbox, tmp_path):
     config, store = store_runs(tmp_path, sandbox)
     before = store.read_bytes()
@@ -67,11 +62,6 @@ def test_report_out_onto_its_own_store_leaves_the_store_alone(sandbox, tmp_path)
 # -- the report's settings: the same checks as the target's ------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding: a misspelt sync_store in the config file (sync_stor) is silently ignored by "
-    "carecycle-report, which then reads the default store; the target refuses the same file",
-)
 def test_report_refuses_a_misspelt_sync_store_in_the_config_file(sandbox, tmp_path):
     config, store = store_runs(tmp_path, sandbox)
     misspelt = {k: v for k, v in config.items() if k != "sync_store"}
@@ -496,12 +486,6 @@ def test_sync_log_retention_also_ages_out_a_rotated_keys_rows(tmp_path):
     assert old == 0, f"{old} sync log rows older than the retention were kept"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding (low): the report 'opens the store read-only' but cannot read a WAL store "
-    "in a read-only directory (a read-only mount, a backup, a reporting user without write "
-    "access): 'unable to open database file'",
-)
 def test_report_reads_a_store_in_a_read_only_directory(sandbox, tmp_path):
     config, store = store_runs(tmp_path, sandbox)
     source, mounted = tmp_path / "src", tmp_path / "ro"
@@ -552,12 +536,6 @@ def test_sync_log_off_store_holds_no_external_id_echoed_by_carecycle(tmp_path):
         server.server_close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding: with the key in the environment and the URL in the config file (as the "
-    "target runs with --config FILE --config ENV), carecycle-report says 'pass --config ENV "
-    "to combine' but takes ENV for a file name: the advised command cannot work",
-)
 def test_report_combines_a_config_file_with_the_environment_as_advised(sandbox, tmp_path):
     config, _store = store_runs(tmp_path, sandbox)
     without_key = {k: v for k, v in config.items() if k != "api_key"}
