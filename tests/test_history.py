@@ -568,3 +568,15 @@ def test_report_reads_config_files_and_env_as_the_target_does(tmp_path, monkeypa
     harmless = tmp_path / "h.json"
     harmless.write_text(json.dumps({"sync_store": "z.sqlite", "colour": "blue"}))
     assert load_settings([str(harmless)]).sync_store == "z.sqlite"  # an unknown name: ignored
+
+
+@pytest.mark.parametrize(
+    ("extra", "why"),
+    [({"sync_store": "off"}, "sync_store is off"), ({"dry_run": True}, "a dry run")],
+)
+def test_sync_log_that_cannot_be_kept_is_one_warning(sandbox, tmp_path, extra, why):
+    settings = {"sync_store": str(tmp_path / "s.sqlite"), "sync_log": True, **extra}
+    done = run_target(tmp_path, target_config(sandbox, **settings), lines(leads_of(2)))
+    assert done.returncode == 0, done.stderr[-3000:]
+    said = [line for line in done.stderr.splitlines() if "sync_log is true" in line]
+    assert len(said) == 1 and "WARNING" in said[0] and why in said[0], said

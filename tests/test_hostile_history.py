@@ -408,11 +408,6 @@ def test_a_new_outcome_in_the_registry_reaches_the_report() -> None:
     assert json.loads(done.stdout) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding (low): sync_log: true with sync_store: off keeps no sync log and says "
-    "nothing; the user believes every record's fate is being kept",
-)
 def test_sync_log_without_a_store_is_not_silently_ignored(sandbox, tmp_path):
     config = target_config(sandbox, sync_store="off", sync_log=True)
     done = run_target(tmp_path, config, lines(leads_of(3)))
