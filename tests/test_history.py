@@ -580,3 +580,34 @@ def test_sync_log_that_cannot_be_kept_is_one_warning(sandbox, tmp_path, extra, w
     assert done.returncode == 0, done.stderr[-3000:]
     said = [line for line in done.stderr.splitlines() if "sync_log is true" in line]
     assert len(said) == 1 and "WARNING" in said[0] and why in said[0], said
+
+
+def test_each_sync_log_row_keeps_its_own_writers_retention(tmp_path):
+    """Pruning ages out every account's rows, each by the retention of the run that wrote it."""
+    from target_carecycle.history import prune_sync_log
+
+    path = tmp_path / "s.sqlite"
+    store = SyncStore.open(str(path), Account.for_key("https://api.carecycle.ai", "k"))
+    store.close()
+    now = datetime.now(timezone.utc)
+    rows_ = []  # (account, keep_days, age in days, kept?)
+    for account, keep in ((b"a" * 16, 1), (b"b" * 16, 30), (b"c" * 16, 365)):
+        for age in (0.5, 2, 40, 400):
+            rows_.append((account, keep, age, age < keep))
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.executemany(
+            "INSERT INTO carecycle_sync_log (run, account, stream, external_id, outcome, "
+            "recorded_at, keep_days) VALUES (?, ?, 's', ?, 'succeeded', ?, ?)",
+            [
+                (b"r" * 16, account, f"{keep}-{age}",
+                 (now - timedelta(days=age)).strftime("%Y-%m-%d %H:%M:%S.%f"), keep)
+                for account, keep, age, _ in rows_
+            ],
+        )  # fmt: skip
+    store = SyncStore.open(str(path), Account.for_key("https://other.example", "k2"))
+    try:
+        store.transaction(lambda conn: prune_sync_log(conn, now))
+    finally:
+        store.close()
+    left = {row[0] for row in rows(path, "SELECT external_id FROM carecycle_sync_log")}
+    assert left == {f"{keep}-{age}" for _, keep, age, kept in rows_ if kept}

@@ -456,11 +456,6 @@ def test_an_external_id_taken_from_a_personal_column_is_flagged(sandbox, tmp_pat
         assert "xxperson3@example.com" not in output
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding: retention prunes only the running account's sync log rows; after a key "
-    "rotation (or an api_url change) the old account's externalIds stay in clear forever",
-)
 def test_sync_log_retention_also_ages_out_a_rotated_keys_rows(tmp_path):
     old_key, new_key = "cc_old_key_aaaaaaaaaaaa1", "cc_new_key_bbbbbbbbbbbb2"
     store = tmp_path / "s.sqlite"
