@@ -42,7 +42,7 @@ def add_history_tables(metadata: MetaData) -> None:
         # running (written at the start; a run killed with -9 leaves it so), succeeded,
         # failed, interrupted
         Column("status", String(16), nullable=False),
-        Column("reason", Text),  # the failure's one line: never a value of a record
+        Column("reason", Text),  # the failure's one line: no personal value, no key
         Column("target_version", String(64), nullable=False),
         Column("sync_log", Integer, nullable=False),  # 1: the run kept row-level records
         Index("carecycle_sync_runs_account", "account", "started_at"),
