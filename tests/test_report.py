@@ -600,5 +600,6 @@ def test_every_outcome_of_the_registry_is_shown_and_only_those():
     assert set(report.REFUSED_OUTCOMES) == {o.name for o in outcomes.OUTCOME_REGISTRY if o.refused}
     # every outcome's count reaches the text table: its own column or "other"
     for name in registry:
-        text = render_text([run(1, {"leads": stream(**{name: 4321})})])
+        history = StreamHistory({**dict.fromkeys(COUNT_KEYS, 0), name: 4321})
+        text = render_text([run(1, {"leads": history})])
         assert "4321" in text.splitlines()[2], name
