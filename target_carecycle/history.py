@@ -4,8 +4,9 @@ Writing (a run that sends, with a store): `RunHistory.start` writes the run's ro
 status `running` before any input is read, so a run killed with -9 leaves it (the report
 shows it `unfinished`); `RunHistory.finish` writes the end, the status and every stream's
 counts in one transaction, so a run has its true counts or none. With `sync_log` on, each
-record's outcome (by externalId) is buffered and written in batches of LOG_BATCH_ROWS rows;
-rows older than `sync_log_retention_days` are pruned at the end of each run.
+record's outcome (by externalId) is buffered and written in batches of LOG_BATCH_ROWS rows.
+Each row keeps the retention of the run that wrote it (`keep_days`); at the end of each run
+every row older than its own retention is pruned, whichever account wrote it.
 
 The history is a by-product: a store failure while writing it logs one warning line and the
 run goes on (the leads, their digests and the run's exit code do not depend on it).
@@ -29,7 +30,7 @@ from datetime import datetime, timedelta, timezone
 from importlib import metadata as package_metadata
 from typing import Any
 
-from sqlalchemy import Table, and_, select
+from sqlalchemy import Table, and_, func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -114,13 +115,38 @@ class _FirstError(logging.Handler):
 # A buffered sync log row: (stream, externalId, outcome, reason, careCycle's id). Plain tuples
 # and one driver-level executemany per batch: the log's cost per record is a few microseconds.
 _LogRow = tuple[str, str | None, str, str | None, str | None]
-_LOG_COLUMNS = "run, account, stream, external_id, outcome, reason, carecycle_id, recorded_at"
+_LOG_COLUMNS = (
+    "run, account, stream, external_id, outcome, reason, carecycle_id, recorded_at, keep_days"
+)
 # SQLAlchemy's text format of a DateTime in SQLite (what its own reads and comparisons expect).
 _SQLITE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 
 
 def _clean(text: str | None) -> str | None:
     return text if text is None or "\x00" not in text else storable(text)
+
+
+def prune_sync_log(conn: Connection, now: datetime) -> None:
+    """Delete every sync log row older than its own retention, whichever account wrote it.
+
+    A row's retention is its writer's `sync_log_retention_days` (`keep_days`), so a key
+    rotated away or an api_url no longer used still has its externalIds aged out by the
+    next run of any account, and a short retention of one account never cuts another's.
+    One index seek per distinct retention (there are few), then one range delete each.
+    """
+    days: int | None = -1
+    while True:
+        days = conn.execute(
+            select(func.min(log_table.c.keep_days)).where(log_table.c.keep_days > days)
+        ).scalar()
+        if days is None:
+            return
+        cutoff = now - timedelta(days=days)
+        conn.execute(
+            log_table.delete().where(
+                and_(log_table.c.keep_days == days, log_table.c.recorded_at < cutoff)
+            )
+        )
 
 
 class RunHistory:
@@ -237,14 +263,14 @@ class RunHistory:
         """One executemany of `rows` (all stamped with the time of writing)."""
         now: Any = datetime.now(timezone.utc)
         if conn.dialect.paramstyle == "qmark":  # SQLite
-            now, marks = now.strftime(_SQLITE_TIME_FORMAT), ", ".join("?" * 8)
+            now, marks = now.strftime(_SQLITE_TIME_FORMAT), ", ".join("?" * 9)
         else:
-            marks = ", ".join(["%s"] * 8)
-        token, account = self.token, self.store.account.account_id
+            marks = ", ".join(["%s"] * 9)
+        token, account, keep = self.token, self.store.account.account_id, self.retention_days
         conn.exec_driver_sql(
             f"INSERT INTO {LOG_TABLE} ({_LOG_COLUMNS}) VALUES ({marks})",
             [
-                (token, account, _clean(stream), _clean(eid), outcome, _clean(why), cid, now)
+                (token, account, _clean(stream), _clean(eid), outcome, _clean(why), cid, now, keep)
                 for stream, eid, outcome, why, cid in rows
             ],
         )
@@ -254,8 +280,8 @@ class RunHistory:
     def finish(self, code: int, outcomes: RunOutcomes, traffic: Mapping[str, SendRecord]) -> None:
         """Write the end, the status and every stream's counts in one transaction. Never raises.
 
-        The same transaction writes the sync log's last rows and prunes rows older than the
-        retention.
+        The same transaction writes the sync log's last rows and prunes the rows whose own
+        retention has passed (every account's: prune_sync_log).
         """
         self._detach()
         stopped = code >= EXIT_SIGNAL_BASE
@@ -289,8 +315,6 @@ class RunHistory:
         log_rows = [] if self._log_failed else self._rows
         self._rows = []
         ended = datetime.now(timezone.utc)
-        cutoff = ended - timedelta(days=self.retention_days)
-        account = self.store.account.account_id
 
         def write_end(conn: Connection) -> None:
             conn.execute(
@@ -302,11 +326,7 @@ class RunHistory:
                 conn.execute(run_streams_table.insert(), streams)
             if log_rows:
                 self._insert_log(conn, log_rows)
-            conn.execute(
-                log_table.delete().where(
-                    and_(log_table.c.account == account, log_table.c.recorded_at < cutoff)
-                )
-            )
+            prune_sync_log(conn, ended)
 
         self._write(write_end, after_stop=stopped or code != 0)
 

@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
 RUNS_TABLE = "carecycle_sync_runs"
@@ -41,7 +42,7 @@ def add_history_tables(metadata: MetaData) -> None:
         # running (written at the start; a run killed with -9 leaves it so), succeeded,
         # failed, interrupted
         Column("status", String(16), nullable=False),
-        Column("reason", Text),  # the failure's one line: never a value of a record
+        Column("reason", Text),  # the failure's one line: no personal value, no key
         Column("target_version", String(64), nullable=False),
         Column("sync_log", Integer, nullable=False),  # 1: the run kept row-level records
         Index("carecycle_sync_runs_account", "account", "started_at"),
@@ -76,6 +77,11 @@ def add_history_tables(metadata: MetaData) -> None:
         Column("reason", Text),
         Column("carecycle_id", String(64)),
         Column("recorded_at", DateTime(timezone=True), nullable=False),
+        # The writing run's sync_log_retention_days: each row carries its own expiry
+        # (recorded_at + keep_days), so every run prunes every account's expired rows, a
+        # rotated key's or an old api_url's included, without shortening another account's
+        # retention. The default is settings.DEFAULT_SYNC_LOG_RETENTION_DAYS.
+        Column("keep_days", Integer, nullable=False, server_default=text("30")),
         Index("carecycle_sync_log_run", "run", "outcome"),
-        Index("carecycle_sync_log_age", "account", "recorded_at"),
+        Index("carecycle_sync_log_age", "keep_days", "recorded_at"),
     )

@@ -25,12 +25,22 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlsplit
 
-from target_carecycle.outcomes import OUTCOMES
+from target_carecycle import outcomes as _outcomes
 
+# Every outcome the report shows comes from outcomes.OUTCOME_REGISTRY, read once when this
+# module is imported: a new outcome there is a count key, a column or part of "other", a
+# chart series (its registry label, a default colour) and a run table column here.
+_REGISTRY: tuple[_outcomes.Outcome, ...] = tuple(_outcomes.OUTCOME_REGISTRY)
 # The counts of one stream in one run: the keys of the state's `target_carecycle` key.
-COUNT_KEYS: tuple[str, ...] = ("received", *OUTCOMES)
+COUNT_KEYS: tuple[str, ...] = ("received", *(outcome.name for outcome in _REGISTRY))
 RUN_STATUSES = ("succeeded", "failed", "interrupted", "unfinished")
-REFUSED_OUTCOMES = ("failed", "rejected")
+REFUSED_OUTCOMES: tuple[str, ...] = tuple(o.name for o in _REGISTRY if o.refused)
+# The order the report shows outcomes in: delivered ones, refused ones, then the rest.
+DELIVERED_OUTCOMES: tuple[str, ...] = tuple(o.name for o in _REGISTRY if o.delivered)
+OTHER_OUTCOMES: tuple[str, ...] = tuple(
+    o.name for o in _REGISTRY if not o.delivered and not o.refused
+)
+SHOWN_OUTCOMES: tuple[str, ...] = (*DELIVERED_OUTCOMES, *REFUSED_OUTCOMES, *OTHER_OUTCOMES)
 # The HTML page lists at most this many refused records (and repeated refusals); the CSV has all.
 HTML_TABLE_LIMIT = 1000
 TEXT_WIDTH = 100
@@ -91,7 +101,7 @@ class StreamHistory:
     @property
     def refused(self) -> int:
         """Records careCycle refused (failed) plus those refused before sending (rejected)."""
-        return self.counts["failed"] + self.counts["rejected"]
+        return sum(self.counts[name] for name in REFUSED_OUTCOMES)
 
 
 @dataclass(frozen=True)
@@ -187,6 +197,15 @@ class RepeatedRefusal:
     last_at: datetime
     last_outcome: str
     last_reason: str
+
+
+def counts_known(run: RunRecord) -> bool:
+    """False for an unfinished run that recorded no counts (killed, or still running).
+
+    The history keeps no counts for such a run: the report shows "-" for them, never 0 (it
+    may well have delivered its leads).
+    """
+    return run.status != "unfinished" or bool(run.streams)
 
 
 def _check_count(name: str, value: object) -> None:
@@ -390,12 +409,17 @@ def _grouped(value: int) -> str:
 
 # -- Text ---------------------------------------------------------------------------------------
 
-_TEXT_COLUMNS = (
+
+def _word(name: str) -> str:
+    """An outcome's short word in column heads: "sent" for succeeded, else its name."""
+    return "sent" if name == "succeeded" else name
+
+
+# One column for each delivered and each refused outcome; the other outcomes add up in "other".
+_TEXT_COLUMNS: tuple[tuple[str, int], ...] = (
     ("received", 9),
-    ("sent", 7),
-    ("unchanged", 10),
-    ("failed", 7),
-    ("rejected", 9),
+    *((_word(name), max(7, len(_word(name)) + 1)) for name in DELIVERED_OUTCOMES),
+    *((_word(name), max(7, len(_word(name)) + 1)) for name in REFUSED_OUTCOMES),
     ("other", 7),
     ("requests", 9),
     ("429s", 7),
@@ -403,14 +427,15 @@ _TEXT_COLUMNS = (
 _TEXT_LEFT = 35  # started (16), took (6), status (11), with a space between
 
 
-def _text_numbers(counts: Mapping[str, int], requests: int, rate_limited: int) -> str:
+def _text_numbers(counts: Mapping[str, int] | None, requests: int, rate_limited: int) -> str:
+    """The count columns; None counts (an unfinished run: not known) show "-"."""
+    if counts is None:
+        return "".join(_pad("-", width, right=True) for _, width in _TEXT_COLUMNS)
     values = (
         counts["received"],
-        counts["succeeded"],
-        counts["unchanged"],
-        counts["failed"],
-        counts["rejected"],
-        counts["merged"] + counts["skipped"] + counts["unsent"],
+        *(counts[name] for name in DELIVERED_OUTCOMES),
+        *(counts[name] for name in REFUSED_OUTCOMES),
+        sum(counts[name] for name in OTHER_OUTCOMES),
         requests,
         rate_limited,
     )
@@ -440,9 +465,8 @@ def render_text(runs: Sequence[RunRecord], n: int = 10) -> str:
     ]
     for run in shown:
         left = f"{_minute(run.started_at)} {_duration(run.duration_seconds):>6} {run.status}"
-        lines.append(
-            _pad(left, _TEXT_LEFT) + _text_numbers(run.totals(), run.requests, run.rate_limited)
-        )
+        totals = run.totals() if counts_known(run) else None
+        lines.append(_pad(left, _TEXT_LEFT) + _text_numbers(totals, run.requests, run.rate_limited))
         if len(run.streams) > 1:
             for name, stream in sorted(run.streams.items()):
                 label = "  " + _fit(clean_text(name), _TEXT_LEFT - 3)
@@ -453,8 +477,11 @@ def render_text(runs: Sequence[RunRecord], n: int = 10) -> str:
         if run.retries:
             lines.append(f"  {run.retries} requests sent again after a transient failure")
     lines.append(
-        "sent = accepted by careCycle; other = merged + skipped + unsent; 429s = rate limited"
+        f"sent = accepted by careCycle; other = {' + '.join(OTHER_OUTCOMES) or 'none'}; "
+        "429s = rate limited"
     )
+    if not all(counts_known(run) for run in shown):
+        lines.append("- = not known: an unfinished run recorded no counts (killed, or running)")
     return "\n".join(line.rstrip() for line in lines) + "\n"
 
 
@@ -540,7 +567,9 @@ def render_csv(refused: Iterable[RefusedRecord]) -> str:
 
 # -- HTML: charts -------------------------------------------------------------------------------
 
-OUTCOME_COLOURS: dict[str, str] = {
+# Colours and chart words of the outcomes known when this was written; an outcome added to
+# the registry later gets its registry label and one of DEFAULT_OUTCOME_COLOURS.
+_KNOWN_OUTCOME_COLOURS = {
     "succeeded": "#1b9e77",
     "unchanged": "#c9ced6",
     "failed": "#c0392b",
@@ -549,14 +578,26 @@ OUTCOME_COLOURS: dict[str, str] = {
     "skipped": "#a56cc1",
     "unsent": "#3b3b3b",
 }
-OUTCOME_LABELS: dict[str, str] = {
+_KNOWN_OUTCOME_LABELS = {
     "succeeded": "sent (accepted)",
     "unchanged": "unchanged (not sent)",
     "failed": "failed (refused by careCycle)",
     "rejected": "rejected (before sending)",
-    "merged": "merged",
-    "skipped": "skipped",
     "unsent": "unsent (run stopped)",
+}
+DEFAULT_OUTCOME_COLOURS = ("#8c6d31", "#17becf", "#7f7f7f", "#bcbd22", "#e377c2", "#393b79")
+
+
+def _outcome_colours() -> dict[str, str]:
+    colours, spare = {}, iter(DEFAULT_OUTCOME_COLOURS * (1 + len(SHOWN_OUTCOMES)))
+    for name in SHOWN_OUTCOMES:
+        colours[name] = _KNOWN_OUTCOME_COLOURS.get(name) or next(spare)
+    return colours
+
+
+OUTCOME_COLOURS: dict[str, str] = _outcome_colours()
+OUTCOME_LABELS: dict[str, str] = {
+    outcome.name: _KNOWN_OUTCOME_LABELS.get(outcome.name, outcome.label) for outcome in _REGISTRY
 }
 STATUS_COLOURS: dict[str, str] = {
     "succeeded": "#1b9e77",
@@ -842,18 +883,16 @@ def _badge(status: str) -> str:
 def _cards(run: RunRecord) -> str:
     totals = run.totals()
     status = f'<b style="color:{STATUS_COLOURS[run.status]}">{_h(run.status)}</b>'
+    known = counts_known(run)
     cards = [
         ("received", totals["received"]),
-        ("sent", totals["succeeded"]),
-        ("unchanged", totals["unchanged"]),
-        ("failed", totals["failed"]),
-        ("rejected", totals["rejected"]),
+        *((_word(name), totals[name]) for name in (*DELIVERED_OUTCOMES, *REFUSED_OUTCOMES)),
         ("requests", run.requests),
         ("429 answers", run.rate_limited),
     ]
+    shown = [(name, _grouped(value) if known else "-") for name, value in cards]
     body = "".join(
-        f'<div class="card"><b>{_grouped(value)}</b><span>{name}</span></div>'
-        for name, value in cards
+        f'<div class="card"><b>{value}</b><span>{_h(name)}</span></div>' for name, value in shown
     )
     head = (
         f'<p class="sub">Started {_h(_minute(run.started_at))} UTC, '
@@ -864,8 +903,7 @@ def _cards(run: RunRecord) -> str:
     return f'{head}<div class="cards">{first}{body}</div>{reason}'
 
 
-_RUN_TABLE_COUNTS = ("received", "succeeded", "unchanged", "failed", "rejected", "merged",
-                     "skipped", "unsent")  # fmt: skip
+_RUN_TABLE_COUNTS = ("received", *SHOWN_OUTCOMES)
 
 
 def _runs_table(runs: Sequence[RunRecord]) -> str:
@@ -874,9 +912,7 @@ def _runs_table(runs: Sequence[RunRecord]) -> str:
     The version gets a column only when the runs used more than one (then it matters).
     """
     versions = len({run.target_version for run in runs}) > 1
-    heads = "".join(
-        f'<th class="n">{"sent" if key == "succeeded" else key}</th>' for key in _RUN_TABLE_COUNTS
-    )
+    heads = "".join(f'<th class="n">{_h(_word(key))}</th>' for key in _RUN_TABLE_COUNTS)
     columns = 3 + len(_RUN_TABLE_COUNTS) + 3 + versions
     rows = [
         '<div class="wide"><table><thead><tr><th>started (UTC)</th><th>took</th><th>status</th>'
@@ -885,17 +921,22 @@ def _runs_table(runs: Sequence[RunRecord]) -> str:
     ]
     for run in runs:
         totals = run.totals()
+        known = counts_known(run)
         numbers = "".join(
-            f'<td class="n">{_grouped(totals[key])}</td>' for key in _RUN_TABLE_COUNTS
+            f'<td class="n">{_grouped(totals[key]) if known else "-"}</td>'
+            for key in _RUN_TABLE_COUNTS
         )
         version = f"<td>{_h(run.target_version)}</td>" if versions else ""
         tip = f"run {run.run_id}, target-carecycle {run.target_version}"
         rows.append(
             f'<tr><td class="t" title="{_h(tip)}">{_h(_minute(run.started_at))}</td>'
             f'<td class="t">{_duration(run.duration_seconds)}</td><td>{_badge(run.status)}</td>'
-            f'{numbers}<td class="n">{_grouped(run.requests)}</td>'
-            f'<td class="n">{_grouped(run.rate_limited)}</td>'
-            f'<td class="n">{_grouped(run.retries)}</td>{version}</tr>'
+            f"{numbers}"
+            + "".join(
+                f'<td class="n">{_grouped(value) if known else "-"}</td>'
+                for value in (run.requests, run.rate_limited, run.retries)
+            )
+            + f"{version}</tr>"
         )
         if run.reason:
             rows.append(

@@ -611,19 +611,36 @@ def check_config(
     readable = {k: v for k, v in config.items() if k not in problems}
     check.errors += [_describe(e) for e in Draft7Validator(schema).iter_errors(readable)]
     check.errors += setting_errors(readable)
+    misspelt, ignored = unknown_setting_lines(config, schema)
+    check.errors += misspelt
+    check.warnings += ignored
+    check.errors = list(dict.fromkeys(check.errors))  # one line per problem
+    return check
+
+
+def unknown_setting_lines(
+    config: Mapping[str, Any], schema: Mapping[str, Any]
+) -> tuple[list[str], list[str]]:
+    """(errors, warnings) for the config's unknown top-level settings.
+
+    A lookalike of a guarded setting (`guarded_lookalike`: api_url, api_key, dry_run,
+    sync_store) is an error naming the setting it resembles; any other unknown name is a
+    warning. The target and `carecycle-report` both use this check.
+    """
+    errors: list[str] = []
+    warnings: list[str] = []
     for name, nearest in unknown_settings(config, schema).items():
         guarded = guarded_lookalike(name)
         if guarded is not None and not harmless_lookalike(guarded, config[name]):
-            check.errors.append(
+            errors.append(
                 f"{name}: unknown setting that looks like {guarded}; nothing is sent while a "
                 f"setting that could change where or whether leads go is misspelt: rename it "
                 f"to {guarded} or remove it"
             )
             continue
         hint = f" (did you mean {guarded or nearest}?)" if guarded or nearest else ""
-        check.warnings.append(f"unknown setting {name!r} is ignored{hint}")
-    check.errors = list(dict.fromkeys(check.errors))  # one line per problem
-    return check
+        warnings.append(f"unknown setting {name!r} is ignored{hint}")
+    return errors, warnings
 
 
 def _read_booleans(

@@ -34,7 +34,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -343,6 +343,9 @@ class _Location:
     timeout: float
     sqlite_path: str | None  # None for PostgreSQL
     read_only: bool = False  # `?mode=ro` on a SQLite URL: only a dry run may use it
+    # SQLite's `immutable=1`: the report's fallback for a store in a folder it cannot write
+    # (SQLite then takes no lock and reads the file as it is, -wal ignored).
+    immutable: bool = False
     # Text from the location that may be secret (password, query values, user info as typed):
     # removed from any driver message before it is printed.
     secrets: tuple[str, ...] = field(default=(), repr=False)
@@ -355,6 +358,7 @@ class _Location:
         """Kind, host, port, database and user: never a password, a query or user info."""
         if self.is_sqlite:
             mode = " (read-only, mode=ro)" if self.read_only else ""
+            mode = " (read as it is, immutable)" if self.immutable else mode
             return f"SQLite file {printable(self.sqlite_path or '')}{mode}"
         query = dict(self.url.query)
         host = self.url.host or _first(query.get("host")) or "the local socket"
@@ -569,6 +573,31 @@ class SyncStore:
             raise
         except (OSError, SQLAlchemyError, sqlite3.Error, ImportError) as exc:
             raise _store_error(exc, where) from None
+        try:
+            return cls._checked(engine, where, account, stop, writable=writable)
+        except SyncStoreError:
+            if writable or not _in_unwritable_folder(where):
+                raise
+        # A read-only open of a store in a folder this user cannot write to (a read-only
+        # mount, a backup): SQLite cannot make the WAL's -shm file there. Read the file as
+        # it is (docs/history.md: a run writing at that moment may be missed).
+        where = replace(where, immutable=True)
+        try:
+            engine = _engine(where, writable=False)
+        except (OSError, SQLAlchemyError, sqlite3.Error) as exc:
+            raise _store_error(exc, where) from None
+        return cls._checked(engine, where, account, stop, writable=False)
+
+    @classmethod
+    def _checked(
+        cls,
+        engine: Engine,
+        where: _Location,
+        account: Account,
+        stop: threading.Event | None,
+        *,
+        writable: bool,
+    ) -> SyncStore:
         store = cls(engine, where, account, stop)
         try:
             store._check_schema(writable=writable)
@@ -579,6 +608,16 @@ class SyncStore:
             engine.dispose()
             raise _store_error(exc, where) from None
         return store
+
+    @property
+    def sqlite_path(self) -> str | None:
+        """The SQLite file's absolute path (None for PostgreSQL)."""
+        return self._location.sqlite_path
+
+    @property
+    def immutable(self) -> bool:
+        """True when a read-only open fell back to reading the file as it is (immutable=1)."""
+        return self._location.immutable
 
     def describe(self) -> str:
         """Where the store is, for logs (no password)."""
@@ -1255,6 +1294,14 @@ def _check_version(version: str | None) -> None:
         )
 
 
+def _in_unwritable_folder(where: _Location) -> bool:
+    """True for an existing SQLite store whose folder this user cannot write to."""
+    path = where.sqlite_path
+    if path is None or not os.path.isfile(path):
+        return False
+    return not os.access(os.path.dirname(path) or ".", os.W_OK)
+
+
 def _check_store_file(where: _Location, *, create: bool) -> None:
     """Refuse a symbolic link (even a dangling one) or a non-file at the store's path.
 
@@ -1319,7 +1366,9 @@ def _sqlite_engine(where: _Location, *, writable: bool) -> Engine:
     """SQLite with explicit transactions: BEGIN IMMEDIATE for writes takes the file's lock."""
     database = where.sqlite_path or ":memory:"
 
-    if where.read_only and where.sqlite_path:  # `?mode=ro`: SQLite itself refuses writes
+    if where.immutable and where.sqlite_path:  # read as it is, no lock, no -shm
+        database, uri = f"file:{quote(where.sqlite_path)}?mode=ro&immutable=1", True
+    elif where.read_only and where.sqlite_path:  # `?mode=ro`: SQLite itself refuses writes
         database, uri = f"file:{quote(where.sqlite_path)}?mode=ro", True
     else:
         uri = False

@@ -370,6 +370,7 @@ class TargetCareCycle(ShimmedTarget):
         sent, rather than silently sending every lead again.
         """
         settings = self.settings
+        self._warn_about_unkept_sync_log()
         if not settings.uses_sync_store:
             if settings.sync_store != STORE_OFF and settings.dry_run:
                 self.logger.info("Dry run without api_key: the sync store is not consulted")
@@ -397,6 +398,24 @@ class TargetCareCycle(ShimmedTarget):
             "Sync store: %s (%s)",
             store.describe(),
             "skipping unchanged leads" if settings.skip_unchanged else "skip_unchanged=false",
+        )
+
+    def _warn_about_unkept_sync_log(self) -> None:
+        """`sync_log: true` where no sync log can be kept: one WARNING says so and why."""
+        settings = self.settings
+        if not settings.sync_log.enabled:
+            return
+        if settings.sync_store == STORE_OFF:
+            why = "sync_store is off"
+        elif settings.dry_run:
+            why = "a dry run records no history"
+        elif settings.account is None:
+            why = "there is no api_key"
+        else:
+            return
+        self.logger.warning(
+            "sync_log is true, but %s: no record's outcome is kept in this run (docs/history.md)",
+            why,
         )
 
     def run(self, file_input: Any = None) -> int:

@@ -508,3 +508,106 @@ def test_two_runs_at_once_on_one_store_both_appear(tmp_path):
     for result in results:
         assert_summary_matches(by_id[result.summary["run_id"]], result)
     assert rows(store, "SELECT count(*) FROM carecycle_sync_log") == [(600,)]
+
+
+# -- carecycle-report: --out never onto a store, the target's config rules ---------------------
+
+
+def test_report_out_refuses_the_store_its_companions_and_any_sqlite_file(tmp_path):
+    from target_carecycle.report_cli import ReportError, check_out
+
+    store = tmp_path / "store.sqlite"
+    with closing(sqlite3.connect(store)) as conn, conn:
+        conn.execute("CREATE TABLE t (x)")
+    (tmp_path / "sub").mkdir()
+    os.link(store, tmp_path / "hard.sqlite")
+    for out in (
+        store,
+        tmp_path / "sub" / ".." / "store.sqlite",  # another spelling
+        tmp_path / "hard.sqlite",  # a hard link: the same file
+        tmp_path / "store.sqlite-wal",  # companions, whether they exist or not
+        tmp_path / "store.sqlite-shm",
+        tmp_path / "store.sqlite-journal",
+    ):
+        with pytest.raises(ReportError, match="the sync store"):
+            check_out(str(out), str(store))
+    other = tmp_path / "other.db"
+    with closing(sqlite3.connect(other)) as conn, conn:
+        conn.execute("CREATE TABLE t (x)")
+    with pytest.raises(ReportError, match="is a SQLite database"):
+        check_out(str(other), str(store))
+    with pytest.raises(ReportError, match="is a SQLite database"):
+        check_out(str(other), None)  # a PostgreSQL store: any SQLite file is still refused
+    report_file = tmp_path / "old-report.html"
+    report_file.write_text("<html>last week's report</html>")
+    check_out(str(report_file), str(store))  # an old report may be replaced
+    check_out(str(tmp_path / "new.html"), str(store))
+
+
+def test_report_reads_config_files_and_env_as_the_target_does(tmp_path, monkeypatch):
+    from target_carecycle.report_cli import ReportError, load_settings
+
+    for name in [k for k in os.environ if k.startswith("TARGET_CARECYCLE_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)  # no stray .env file
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    first.write_text(json.dumps({"api_url": "https://one.example", "sync_store": "x.sqlite"}))
+    second.write_text(json.dumps({"sync_store": "y.sqlite"}))
+    assert load_settings([str(first), str(second)]).sync_store == "y.sqlite"  # later wins
+    monkeypatch.setenv("TARGET_CARECYCLE_API_KEY", SECRET_KEY)
+    with pytest.raises(ReportError, match="--config ENV"):
+        load_settings([str(first)])  # key from the environment, URL from a file
+    for order in ([str(first), "ENV"], ["ENV", str(first)]):
+        settings = load_settings(order)
+        assert settings.api_key == SECRET_KEY and settings.api_url == "https://one.example"
+    misspelt = tmp_path / "m.json"
+    misspelt.write_text(json.dumps({"sync_stor": "z.sqlite", "api_url": "https://one.example"}))
+    with pytest.raises(ReportError, match=r"^sync_stor: .*looks like sync_store"):
+        load_settings([str(misspelt), "ENV"])
+    monkeypatch.delenv("TARGET_CARECYCLE_API_KEY")
+    harmless = tmp_path / "h.json"
+    harmless.write_text(json.dumps({"sync_store": "z.sqlite", "colour": "blue"}))
+    assert load_settings([str(harmless)]).sync_store == "z.sqlite"  # an unknown name: ignored
+
+
+@pytest.mark.parametrize(
+    ("extra", "why"),
+    [({"sync_store": "off"}, "sync_store is off"), ({"dry_run": True}, "a dry run")],
+)
+def test_sync_log_that_cannot_be_kept_is_one_warning(sandbox, tmp_path, extra, why):
+    settings = {"sync_store": str(tmp_path / "s.sqlite"), "sync_log": True, **extra}
+    done = run_target(tmp_path, target_config(sandbox, **settings), lines(leads_of(2)))
+    assert done.returncode == 0, done.stderr[-3000:]
+    said = [line for line in done.stderr.splitlines() if "sync_log is true" in line]
+    assert len(said) == 1 and "WARNING" in said[0] and why in said[0], said
+
+
+def test_each_sync_log_row_keeps_its_own_writers_retention(tmp_path):
+    """Pruning ages out every account's rows, each by the retention of the run that wrote it."""
+    from target_carecycle.history import prune_sync_log
+
+    path = tmp_path / "s.sqlite"
+    store = SyncStore.open(str(path), Account.for_key("https://api.carecycle.ai", "k"))
+    store.close()
+    now = datetime.now(timezone.utc)
+    rows_ = []  # (account, keep_days, age in days, kept?)
+    for account, keep in ((b"a" * 16, 1), (b"b" * 16, 30), (b"c" * 16, 365)):
+        for age in (0.5, 2, 40, 400):
+            rows_.append((account, keep, age, age < keep))
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.executemany(
+            "INSERT INTO carecycle_sync_log (run, account, stream, external_id, outcome, "
+            "recorded_at, keep_days) VALUES (?, ?, 's', ?, 'succeeded', ?, ?)",
+            [
+                (b"r" * 16, account, f"{keep}-{age}",
+                 (now - timedelta(days=age)).strftime("%Y-%m-%d %H:%M:%S.%f"), keep)
+                for account, keep, age, _ in rows_
+            ],
+        )  # fmt: skip
+    store = SyncStore.open(str(path), Account.for_key("https://other.example", "k2"))
+    try:
+        store.transaction(lambda conn: prune_sync_log(conn, now))
+    finally:
+        store.close()
+    left = {row[0] for row in rows(path, "SELECT external_id FROM carecycle_sync_log")}
+    assert left == {f"{keep}-{age}" for _, keep, age, kept in rows_ if kept}

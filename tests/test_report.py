@@ -575,3 +575,31 @@ def test_the_sample_script_writes_an_inert_page(tmp_path):
     parsed = _assert_inert(page.read_text(encoding="utf-8"))
     text = "".join(parsed.text)
     assert "30 runs from 2026-04-01" in text and "crm-4700" in text
+
+
+# -- Unknown counts and the outcome registry ----------------------------------------------------
+
+
+def test_an_unfinished_run_without_counts_shows_dashes_never_zeros():
+    killed = run(2, {}, status="unfinished")
+    text = render_text([killed, run(1)])
+    row = next(line for line in text.splitlines() if "unfinished" in line)
+    numbers = row.split("unfinished", 1)[1].split()
+    assert numbers and set(numbers) == {"-"}, row
+    assert "- = not known" in text
+    page = render_html([killed, run(1)])
+    assert '<td class="n">0</td>' not in page.split("<h2>Runs</h2>", 1)[1].split("</tr>", 2)[1]
+    assert "- = not known" not in render_text([run(1)])  # no note without such a run
+
+
+def test_every_outcome_of_the_registry_is_shown_and_only_those():
+    registry = {outcome.name for outcome in outcomes.OUTCOME_REGISTRY}
+    assert set(OUTCOME_COLOURS) == registry
+    assert set(report.OUTCOME_LABELS) == registry
+    assert set(report.SHOWN_OUTCOMES) == registry and len(report.SHOWN_OUTCOMES) == len(registry)
+    assert set(report.REFUSED_OUTCOMES) == {o.name for o in outcomes.OUTCOME_REGISTRY if o.refused}
+    # every outcome's count reaches the text table: its own column or "other"
+    for name in registry:
+        history = StreamHistory({**dict.fromkeys(COUNT_KEYS, 0), name: 4321})
+        text = render_text([run(1, {"leads": history})])
+        assert "4321" in text.splitlines()[2], name
