@@ -253,8 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
             )
         else:
-            sys.stdout.write(text)
-            sys.stdout.flush()
+            write_stdout(text)
     except ReportError as exc:
         print(f"{PROGRAM}: {printable(str(exc), backslash=False)}", file=sys.stderr)
         return 1
@@ -265,6 +264,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROGRAM}: unexpected error ({type(exc).__name__})", file=sys.stderr)
         return 1
     return 0
+
+
+def write_stdout(text: str) -> None:
+    """The report on stdout; a reader that went away or a full device is one line, not a crash."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python would complain again when it flushes stdout at exit: point it at nothing.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise ReportError("stdout closed before the whole report was written") from None
+    except OSError as exc:
+        raise ReportError(
+            f"cannot write the report to stdout ({exc.strerror or type(exc).__name__})"
+        ) from None
 
 
 def entry_point() -> None:

@@ -611,3 +611,31 @@ def test_each_sync_log_row_keeps_its_own_writers_retention(tmp_path):
         store.close()
     left = {row[0] for row in rows(path, "SELECT external_id FROM carecycle_sync_log")}
     assert left == {f"{keep}-{age}" for _, keep, age, kept in rows_ if kept}
+
+
+def test_report_to_a_closed_or_full_stdout_is_one_line(secret_sandbox, tmp_path):
+    """A reader that goes away (`carecycle-report | head -1`) or a full device: one line, exit 1."""
+    config = target_config(secret_sandbox, sync_store=str(tmp_path / "s.sqlite"))
+    assert run_target(tmp_path, config, lines(leads_of(3))).returncode == 0
+    path = tmp_path / "report-config.json"
+    path.write_text(json.dumps(config))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TARGET_CARECYCLE_")}
+    argv = [REPORT_EXE, "--config", str(path), "--format", "html"]
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            argv, stdout=full, stderr=subprocess.PIPE, text=True, env=env, timeout=120
+        )
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        "carecycle-report: cannot write the report to stdout (No space left on device)"
+    ]
+    reader, writer = os.pipe()
+    os.close(reader)  # nobody reads: the first write fails with EPIPE
+    proc = subprocess.run(
+        argv, stdout=writer, stderr=subprocess.PIPE, text=True, env=env, timeout=120
+    )
+    os.close(writer)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == [
+        "carecycle-report: stdout closed before the whole report was written"
+    ], proc.stderr

@@ -1,8 +1,8 @@
 """Hostile outside tests of the run history, the report and the registries (issues 17, 18).
 
 Each test drives the real executables (`target-carecycle`, `carecycle-report`) against the
-sandbox. Tests marked xfail(strict=True) reproduce a finding that fails today: when it is
-fixed the mark must go (strict makes the suite say so).
+sandbox. Each finding of the hostile pass is fixed; its test stays as the regression test
+(the read-only mount test needs root and says so where it cannot mount).
 """
 
 from __future__ import annotations
