@@ -905,8 +905,12 @@ def _key_verdict(response: requests.Response, url: str, scrub: Scrubber) -> KeyC
     )
 
 
-def _connection_refused(exc: BaseException) -> bool:
-    """True when the connection was never made (so no request reached careCycle)."""
+def _exception_chain(exc: BaseException) -> Iterator[BaseException]:
+    """`exc` and every exception linked to it (cause, context, urllib3's `reason`, args), once.
+
+    requests wraps urllib3's errors, which wrap the socket's or OpenSSL's: the root cause can
+    sit at any depth, and in `args` as well as in `__cause__`.
+    """
     seen: set[int] = set()
     todo: list[BaseException] = [exc]
     while todo:
@@ -914,11 +918,14 @@ def _connection_refused(exc: BaseException) -> bool:
         if id(error) in seen:
             continue
         seen.add(id(error))
-        if isinstance(error, NewConnectionError):
-            return True
+        yield error
         linked = [error.__cause__, error.__context__, getattr(error, "reason", None), *error.args]
         todo.extend(item for item in linked if isinstance(item, BaseException))
-    return False
+
+
+def _connection_refused(exc: BaseException) -> bool:
+    """True when the connection was never made (so no request reached careCycle)."""
+    return any(isinstance(error, NewConnectionError) for error in _exception_chain(exc))
 
 
 def _backoff_delays(settings: ClientSettings) -> Iterator[float]:
@@ -946,17 +953,9 @@ def _tls_failure(exc: requests.exceptions.SSLError, url: str, scrub: Scrubber) -
 
 def _certificate_problem(exc: BaseException) -> str | None:
     """OpenSSL's reason for refusing the certificate, found in the exception chain."""
-    seen: set[int] = set()
-    todo: list[BaseException] = [exc]
-    while todo:
-        error = todo.pop()
-        if id(error) in seen:
-            continue
-        seen.add(id(error))
+    for error in _exception_chain(exc):
         if isinstance(error, ssl.SSLCertVerificationError):
             return str(error.verify_message or error.reason or "certificate verify failed")
-        linked = [error.__cause__, error.__context__, getattr(error, "reason", None), *error.args]
-        todo.extend(item for item in linked if isinstance(item, BaseException))
     if "CERTIFICATE_VERIFY_FAILED" in str(exc):
         return "certificate verify failed"
     return None

@@ -17,6 +17,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from contextlib import closing
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -296,45 +297,51 @@ class _EchoHandler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-def test_echoed_custom_field_values_reach_no_log_store_or_report(tmp_path):
+@pytest.fixture
+def echo_server() -> Iterator[ThreadingHTTPServer]:
+    """A careCycle stand-in that echoes every value of some records in its errors."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _EchoHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        store = tmp_path / "s.sqlite"
-        config = {
-            "api_url": f"http://127.0.0.1:{server.server_port}",
-            "api_key": SECRET_KEY,
-            "max_requests_per_minute": 6000,
-            "sync_store": str(store),
-            "sync_log": True,
-            "streams": {"contacts": {"custom_fields": {"ssn": "ssn"}}},
-        }
-        props = {k: {"type": "string"} for k in ("id", "phone", "first_name", "ssn", "zip")}
-        messages = [
-            json.dumps({"type": "SCHEMA", "stream": "contacts", "schema":
-                        {"type": "object", "properties": props}, "key_properties": ["id"]})
-        ]  # fmt: skip
-        for index in range(10):
-            record = {"id": f"c{index}", "phone": f"+1312200{index:04d}",
-                      "first_name": f"Vvfirst{index}", "ssn": f"987-65-43{index:02d}",
-                      "zip": "60614"}  # fmt: skip
-            messages.append(json.dumps({"type": "RECORD", "stream": "contacts", "record": record}))
-        messages.append(json.dumps({"type": "STATE", "value": {"b": 1}}))
-        done = run_target(tmp_path, config, messages)
-        assert done.returncode == 0, done.stderr[-3000:]
-        assert done.summary["streams"]["contacts"]["failed"] == 1
-        assert "Vvfirst7" not in done.stderr  # a registry personal field: scrubbed (holds)
-        outputs = [done.stderr, store.read_bytes().decode("latin-1")]
-        for fmt in ("text", "json", "html", "csv"):
-            got = report(tmp_path, config, "--format", fmt)
-            assert got.returncode == 0, got.stderr
-            outputs.append(got.stdout)
-        for output in outputs:
-            assert "987-65-4307" not in output
+        yield server
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_echoed_custom_field_values_reach_no_log_store_or_report(tmp_path, echo_server):
+    server = echo_server
+    store = tmp_path / "s.sqlite"
+    config = {
+        "api_url": f"http://127.0.0.1:{server.server_port}",
+        "api_key": SECRET_KEY,
+        "max_requests_per_minute": 6000,
+        "sync_store": str(store),
+        "sync_log": True,
+        "streams": {"contacts": {"custom_fields": {"ssn": "ssn"}}},
+    }
+    props = {k: {"type": "string"} for k in ("id", "phone", "first_name", "ssn", "zip")}
+    messages = [
+        json.dumps({"type": "SCHEMA", "stream": "contacts", "schema":
+                    {"type": "object", "properties": props}, "key_properties": ["id"]})
+    ]  # fmt: skip
+    for index in range(10):
+        record = {"id": f"c{index}", "phone": f"+1312200{index:04d}",
+                  "first_name": f"Vvfirst{index}", "ssn": f"987-65-43{index:02d}",
+                  "zip": "60614"}  # fmt: skip
+        messages.append(json.dumps({"type": "RECORD", "stream": "contacts", "record": record}))
+    messages.append(json.dumps({"type": "STATE", "value": {"b": 1}}))
+    done = run_target(tmp_path, config, messages)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.summary["streams"]["contacts"]["failed"] == 1
+    assert "Vvfirst7" not in done.stderr  # a registry personal field: scrubbed (holds)
+    outputs = [done.stderr, store.read_bytes().decode("latin-1")]
+    for fmt in ("text", "json", "html", "csv"):
+        got = report(tmp_path, config, "--format", fmt)
+        assert got.returncode == 0, got.stderr
+        outputs.append(got.stdout)
+    for output in outputs:
+        assert "987-65-4307" not in output
 
 
 @pytest.mark.parametrize(
@@ -475,29 +482,23 @@ def test_report_reads_a_store_in_a_read_only_directory(sandbox, tmp_path):
     assert done.returncode == 0, done.stderr
 
 
-def test_sync_log_off_store_holds_no_external_id_echoed_by_carecycle(tmp_path):
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _EchoHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        store = tmp_path / "s.sqlite"
-        config = {
-            "api_url": f"http://127.0.0.1:{server.server_port}",
-            "api_key": SECRET_KEY,
-            "max_requests_per_minute": 6000,
-            "sync_store": str(store),
-        }
-        leads = leads_of(20)
-        for index, lead in enumerate(leads):
-            lead["externalId"] = f"hostileEcho{index:02d}"
-        done = run_target(tmp_path, config, lines(leads))
-        assert done.returncode == 0, done.stderr[-3000:]
-        assert done.summary["streams"]["leads"]["failed"] == 2  # ...07 and ...17
-        raw = b"".join(path.read_bytes() for path in tmp_path.glob("s.sqlite*"))
-        assert b"hostileEcho" not in raw
-    finally:
-        server.shutdown()
-        server.server_close()
+def test_sync_log_off_store_holds_no_external_id_echoed_by_carecycle(tmp_path, echo_server):
+    server = echo_server
+    store = tmp_path / "s.sqlite"
+    config = {
+        "api_url": f"http://127.0.0.1:{server.server_port}",
+        "api_key": SECRET_KEY,
+        "max_requests_per_minute": 6000,
+        "sync_store": str(store),
+    }
+    leads = leads_of(20)
+    for index, lead in enumerate(leads):
+        lead["externalId"] = f"hostileEcho{index:02d}"
+    done = run_target(tmp_path, config, lines(leads))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.summary["streams"]["leads"]["failed"] == 2  # ...07 and ...17
+    raw = b"".join(path.read_bytes() for path in tmp_path.glob("s.sqlite*"))
+    assert b"hostileEcho" not in raw
 
 
 def test_report_combines_a_config_file_with_the_environment_as_advised(sandbox, tmp_path):

@@ -58,6 +58,18 @@ def test_meltano_invokes_the_report_with_the_plugins_settings(
     assert sandbox.api_key not in done.stdout
 
 
+def run_report(config: Path, fmt: str) -> subprocess.CompletedProcess[str]:
+    """`carecycle-report --config CONFIG --format FMT` in a clean environment."""
+    return subprocess.run(
+        [REPORT_EXE, "--config", str(config), "--format", fmt],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=120,
+        check=False,
+    )
+
+
 def test_two_runners_on_one_postgresql_store_both_appear(
     store_url: str, postgres: PostgresServer, tmp_path: Path
 ) -> None:
@@ -78,14 +90,7 @@ def test_two_runners_on_one_postgresql_store_both_appear(
         second = summary_counts(run_in_home(tmp_path / "worker-b", config, lines))
 
     (tmp_path / "report.json").write_text(json.dumps(config))
-    report = subprocess.run(
-        [REPORT_EXE, "--config", str(tmp_path / "report.json"), "--format", "json"],
-        capture_output=True,
-        text=True,
-        env=clean_env(),
-        timeout=120,
-        check=False,
-    )
+    report = run_report(tmp_path / "report.json", "json")
     assert report.returncode == 0, report.stderr
     runs = json.loads(report.stdout)["runs"]
     assert [run["run_id"] for run in runs] == [second["run_id"], first["run_id"]]
@@ -94,14 +99,7 @@ def test_two_runners_on_one_postgresql_store_both_appear(
         counts = summary["streams"]["leads"]
         assert run["streams"]["leads"] == {k: counts[k] for k in run["streams"]["leads"]}
         assert run["requests"] == summary["requests"]
-    csv_report = subprocess.run(
-        [REPORT_EXE, "--config", str(tmp_path / "report.json"), "--format", "csv"],
-        capture_output=True,
-        text=True,
-        env=clean_env(),
-        timeout=120,
-        check=False,
-    )
+    csv_report = run_report(tmp_path / "report.json", "csv")
     assert csv_report.returncode == 0, csv_report.stderr
     assert csv_report.stdout.splitlines()[1].startswith("leads-4,leads,rejected,phoneNumber")
     password = store_url.split(":")[2].split("@")[0]
